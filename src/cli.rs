@@ -1,0 +1,196 @@
+//! The one definition of the command line. `--help`, the man page and the shell completions
+//! are all generated from it (see `peerstage generate`), so they cannot disagree.
+//!
+//! clap types stop here: `commands` turns them into plain config and peer values.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   success (check: the indicator is present)
+  1   failed (check: the indicator is absent; run: a peer failed and its failure was not ignored)
+  2   usage or configuration error; nothing was changed
+  69  a peer could not be reached
+  75  a lock is held by another process";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "peerstage",
+    version,
+    about = "Stage the collected backup files of a pool of peers onto this master host",
+    long_about = "peerstage copies each ready peer's collected backup files into a staging \
+directory on the master, locally with the file system or remotely over scp/ssh, applies \
+ownership and permissions, and writes a stage indicator back to the peer. It reads Cedar Backup \
+3's cback3.conf as it is, or its own TOML config.",
+    after_help = EXIT_STATUS_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Say only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print every command line and file operation instead of carrying it out; change nothing
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy every regular file of a peer's collect dir into a target dir
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Stage(StageArgs),
+    /// Test whether a peer's collect indicator is there (exit 0 present, 1 absent, 69 unreachable)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Check(CheckArgs),
+    /// Write the stage indicator into a peer's collect dir
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Mark(MarkArgs),
+    /// Run a command on a remote peer through the rsh command
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Exec(ExecArgs),
+    /// Run a Cedar Backup managed action (cback3 [--full] ACTION) on a remote peer
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Action(ActionArgs),
+}
+
+/// Which peer a single-peer subcommand works on: a local one, a remote one, or one from a config.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Peer")]
+pub struct PeerArgs {
+    /// Absolute path of the peer's collect dir
+    #[arg(long, value_name = "DIR", required_unless_present = "peer")]
+    pub collect_dir: Option<PathBuf>,
+
+    /// Name of a local peer (default: the collect dir's last component)
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub name: Option<String>,
+
+    /// Host name of a remote peer; makes the peer remote
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// User to log in as on the remote peer
+    #[arg(long, value_name = "USER", requires = "host")]
+    pub remote_user: Option<String>,
+
+    /// Local user to run the rcp/rsh commands as, through su (only when running as root)
+    #[arg(long, value_name = "USER", requires = "host")]
+    pub local_user: Option<String>,
+
+    /// Local scratch dir for a remote peer [default: $TMPDIR or /tmp]
+    #[arg(long, value_name = "DIR", requires = "host")]
+    pub working_dir: Option<PathBuf>,
+
+    /// rcp-compatible copy command [default: /usr/bin/scp -B -q -C]
+    #[arg(long, value_name = "CMD", requires = "host")]
+    pub rcp_command: Option<String>,
+
+    /// rsh-compatible shell command [default: /usr/bin/ssh]
+    #[arg(long, value_name = "CMD", requires = "host")]
+    pub rsh_command: Option<String>,
+
+    /// Cedar Backup command on the peer, for managed actions [default: /usr/bin/cback3]
+    #[arg(long, value_name = "CMD", requires = "host")]
+    pub cback_command: Option<String>,
+
+    /// Take the peer from this config file (TOML or cback3.conf), with --peer
+    #[arg(long, value_name = "FILE", requires = "peer", conflicts_with_all = ["collect_dir", "name", "host"])]
+    pub config: Option<PathBuf>,
+
+    /// Name of the peer in --config
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub peer: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Existing absolute directory to copy the files into
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+
+    /// Owner of the staged files: UID:GID or USER[:GROUP]
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Permissions of the staged files, in octal (e.g. 0640)
+    #[arg(long, value_name = "OCTAL")]
+    pub mode: Option<String>,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Name of the collect indicator file
+    #[arg(long, value_name = "NAME", default_value = crate::config::DEFAULT_COLLECT_INDICATOR)]
+    pub indicator: String,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MarkArgs {
+    /// Name of the stage indicator file
+    #[arg(long, value_name = "NAME", default_value = crate::config::DEFAULT_STAGE_INDICATOR)]
+    pub indicator: String,
+
+    /// Owner of the indicator (local peers): UID:GID or USER[:GROUP]
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Permissions of the indicator (local peers), in octal (e.g. 0640)
+    #[arg(long, value_name = "OCTAL")]
+    pub mode: Option<String>,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
+
+    /// The command and its arguments, after `--`; each arrives on the peer as one argument
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// Run the action as part of a full backup (passes --full)
+    #[arg(long)]
+    pub full: bool,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
+
+    /// The Cedar Backup action to run, e.g. collect
+    #[arg(value_name = "ACTION")]
+    pub action: String,
+}
+
+/// The clap command, for the man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

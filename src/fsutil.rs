@@ -1,0 +1,162 @@
+//! File-system primitives that never follow a link they did not create: exclusive temp files
+//! renamed into place, and private scratch dirs that are removed when dropped.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Prefix of every temp file and dir peerstage creates inside a target or collect dir, so that
+/// debris from a killed run is recognisable and can be cleaned by a later one.
+pub const TEMP_PREFIX: &str = ".peerstage-tmp-";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A file being written under a temporary name; it appears under its final name only through
+/// `commit`, and is removed when dropped uncommitted.
+pub struct TempFile {
+    pub file: File,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Creates an empty file in `dir` with `O_EXCL | O_NOFOLLOW` and mode 0600, so nothing
+    /// planted there can be written through and nobody else can read it before it is final.
+    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+        loop {
+            let name = format!(
+                "{TEMP_PREFIX}{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = dir.join(name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(file) => return Ok(TempFile { file, path, committed: false }),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file over `dir/name`. rename(2) replaces whatever is there (a file, or a
+    /// planted symlink) without following it, and the final name never shows a partial file.
+    pub fn commit(mut self, final_path: &Path) -> io::Result<()> {
+        fs::rename(&self.path, final_path)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A private directory (mode 0700) created with mkdtemp(3) and removed with its contents when
+/// dropped.
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn create_in(parent: &Path) -> io::Result<ScratchDir> {
+        let template = parent.join(format!("{TEMP_PREFIX}XXXXXX"));
+        let path = nix::unistd::mkdtemp(&template).map_err(io::Error::from)?;
+        Ok(ScratchDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // remove_dir_all does not follow symlinks inside the tree.
+        if let Err(err) = fs::remove_dir_all(&self.path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                log::warn!("cannot remove scratch dir {}: {err}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Opens a file for reading without following a symlink at its final component.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_CLOEXEC)
+        .open(path)
+}
+
+/// A plain file name: not empty, not `.` or `..`, no `/` and no NUL. Everything that comes
+/// from a peer or a user and becomes one component of a local path is checked with this.
+pub fn is_plain_file_name(name: &OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/') && !bytes.contains(&0)
+}
+
+/// The few open(2) flags we need, from nix so that we do not depend on libc directly.
+mod libc_flags {
+    pub const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    pub const O_CLOEXEC: i32 = nix::fcntl::OFlag::O_CLOEXEC.bits();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_file_names() {
+        for good in ["a", "cback.stage", ".hidden", "a b", "..."] {
+            assert!(is_plain_file_name(OsStr::new(good)), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "/", "a\0b"] {
+            assert!(!is_plain_file_name(OsStr::new(bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn temp_file_appears_only_on_commit_and_replaces_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let target = dir.path().join("final");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        let mut temp = TempFile::create_in(dir.path()).unwrap();
+        io::Write::write_all(&mut temp.file, b"new").unwrap();
+        temp.commit(&target).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert!(!fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn dropped_temp_file_and_scratch_dir_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(TempFile::create_in(dir.path()).unwrap());
+        let scratch = ScratchDir::create_in(dir.path()).unwrap();
+        fs::write(scratch.path().join("x"), "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(scratch.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        drop(scratch);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

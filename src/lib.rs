@@ -1,0 +1,59 @@
+//! peerstage: the staging half of a pull-based backup pool.
+//!
+//! `run()` is the whole program; `main` only turns its result into the process exit code, so
+//! that locks, scratch dirs and temp files are dropped (and cleaned) before the process ends.
+
+pub mod cli;
+mod commands;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod ownership;
+pub mod peer;
+pub mod process;
+
+use std::io::Write;
+
+use clap::Parser;
+
+/// Parses the command line, runs the subcommand and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { error::EXIT_USAGE } else { 0 };
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            log::error!("{err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// `peerstage: warning: ...` lines on stderr; -v and -q move the level, RUST_LOG overrides.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let default = format!("peerstage={level}");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(|buf, record| {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            writeln!(buf, "peerstage: {level}: {}", record.args())
+        })
+        .init();
+}

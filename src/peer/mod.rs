@@ -1,0 +1,210 @@
+//! Backup peers: the machines whose collect dirs the master stages.
+//!
+//! One interface, two implementations, mirroring Cedar Backup's `LocalPeer` and `RemotePeer`:
+//! a local peer is copied with the file system, a remote one is pulled with an rcp-compatible
+//! command and driven with an rsh-compatible one.
+
+mod local;
+mod remote;
+
+use std::path::Path;
+use std::time::Instant;
+
+pub use local::LocalPeer;
+pub use remote::RemotePeer;
+
+use crate::config::{PeerConfig, PeerKind};
+use crate::error::{Error, Result};
+use crate::ownership::{running_as_root, Perms};
+
+/// How peer operations are carried out, the same for every peer of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerOptions {
+    /// Print every command line and file operation instead of carrying it out.
+    pub dry_run: bool,
+    /// When the peer's children are killed and the peer given up.
+    pub deadline: Option<Instant>,
+}
+
+/// What one stage did. Counts only, so memory stays flat however many files a peer has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries of the collect dir that were not staged, with why (subdirectory, symlink...).
+    pub skipped: Vec<String>,
+}
+
+pub trait Peer: Send + Sync {
+    fn config(&self) -> &PeerConfig;
+
+    fn name(&self) -> &str {
+        &self.config().name
+    }
+
+    /// Copies every regular file at the top of the collect dir into `target_dir`, which must
+    /// exist and be absolute, applying `perms` to each. An empty collect dir is an error.
+    fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport>;
+
+    /// Whether the collect indicator (default `cback.collect`) is in the collect dir. A missing
+    /// collect dir means "not ready"; a peer that cannot be reached is an `Unreachable` error.
+    fn check_collect_indicator(&self, indicator: &str) -> Result<bool>;
+
+    /// Writes the (empty) stage indicator into the peer's collect dir.
+    fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()>;
+
+    /// Runs a command on the peer, each word arriving as one argument; its output passes through.
+    fn execute_remote_command(&self, command: &[String]) -> Result<()>;
+
+    /// Runs `<cback command> [--full] <action>` on the peer.
+    fn execute_managed_action(&self, action: &str, full: bool) -> Result<()>;
+}
+
+/// Builds the peer a config describes, after checking every value that could otherwise turn
+/// into a wrong path or a command.
+pub fn build(config: &PeerConfig, options: PeerOptions) -> Result<Box<dyn Peer>> {
+    validate(config)?;
+    Ok(match config.kind {
+        PeerKind::Local => Box::new(LocalPeer::new(config.clone(), options)),
+        PeerKind::Remote => Box::new(RemotePeer::new(config.clone(), options)?),
+    })
+}
+
+/// Checks a peer's settings; the config loaders and the command line share it.
+pub fn validate(config: &PeerConfig) -> Result<()> {
+    let peer = &config.name;
+    let fail = |what: String| Err(Error::usage(format!("peer {peer}: {what}")));
+    if !is_plain_name(peer) {
+        return Err(Error::usage(format!(
+            "peer {peer:?}: a peer name must be a plain name (no '/', spaces, control characters, leading '-', '.' or '..')"
+        )));
+    }
+    if !config.collect_dir.is_absolute() {
+        return fail(format!("collect dir {}: must be an absolute path", config.collect_dir.display()));
+    }
+    if let Some(dir) = &config.working_dir {
+        if !dir.is_absolute() {
+            return fail(format!("working dir {}: must be an absolute path", dir.display()));
+        }
+    }
+    if config.kind == PeerKind::Remote {
+        if !is_host_name(peer) {
+            return fail("a remote peer's name must be a host name (letters, digits, '.', '-', '_', ':')".into());
+        }
+        for (what, user) in [("remote user", &config.remote_user), ("local user", &config.local_user)] {
+            if let Some(user) = user {
+                if !is_user_name(user) {
+                    return fail(format!("{what} {user:?}: not a valid user name"));
+                }
+            }
+        }
+        if config.local_user.is_some() && !running_as_root() {
+            return fail(format!(
+                "local user {}: only root can run commands as another user (su)",
+                config.local_user.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    for action in &config.managed_actions {
+        if !is_action_name(action) {
+            return fail(format!("managed action {action:?}: not a valid action name"));
+        }
+    }
+    Ok(())
+}
+
+/// A name that is safe as a directory name and in a log line.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.starts_with('-')
+        && !name.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
+}
+
+fn is_host_name(name: &str) -> bool {
+    !name.starts_with('-') && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+}
+
+fn is_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+pub fn is_action_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('-') && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+}
+
+/// An indicator name is one plain file name inside the collect dir.
+pub fn check_indicator_name(peer: &str, name: &str) -> Result<()> {
+    if crate::fsutil::is_plain_file_name(std::ffi::OsStr::new(name)) && !name.contains('\n') {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "peer {peer}: indicator {name:?}: must be a plain file name (no '/', not '.' or '..')"
+        )))
+    }
+}
+
+/// Checks that the target dir of a stage is usable before anything is copied.
+pub(crate) fn check_target_dir(peer: &str, target_dir: &Path) -> Result<()> {
+    if !target_dir.is_absolute() {
+        return Err(Error::usage(format!(
+            "peer {peer}: target dir {}: must be an absolute path",
+            target_dir.display()
+        )));
+    }
+    match std::fs::metadata(target_dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::usage(format!("peer {peer}: target dir {}: not a directory", target_dir.display()))),
+        Err(err) => Err(Error::usage(format!(
+            "peer {peer}: target dir {}: {}",
+            target_dir.display(),
+            crate::error::io_cause(&err)
+        ))),
+    }
+}
+
+/// `--dry-run` output: one line on stdout per command or file operation, ready to paste.
+pub(crate) fn print_dry_run(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_plain_name("db1.example.com"));
+        for bad in ["", ".", "..", "-x", "a/b", "a b", "a\nb"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        assert!(is_host_name("db-1.example.com"));
+        assert!(is_host_name("::1"));
+        for bad in ["-oProxyCommand=x", "a;b", "a b", "a$(x)"] {
+            assert!(!is_host_name(bad), "{bad:?}");
+        }
+        assert!(is_user_name("backup_user-1"));
+        assert!(!is_user_name("-l"));
+        assert!(is_action_name("collect"));
+        assert!(!is_action_name("--full"));
+    }
+
+    #[test]
+    fn validate_rejects_relative_dirs_and_bad_remote_names() {
+        let mut peer = PeerConfig::new("db1", PeerKind::Local, "var/collect");
+        assert!(validate(&peer).unwrap_err().message.contains("must be an absolute path"));
+        peer.collect_dir = "/var/collect".into();
+        validate(&peer).unwrap();
+        let remote = PeerConfig { name: "a;b".into(), kind: PeerKind::Remote, ..peer.clone() };
+        assert!(validate(&remote).is_err());
+        let remote = PeerConfig {
+            kind: PeerKind::Remote,
+            remote_user: Some("-oProxyCommand".into()),
+            ..peer
+        };
+        assert!(validate(&remote).is_err());
+    }
+}

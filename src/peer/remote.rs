@@ -1,0 +1,499 @@
+//! A peer on another host, pulled with an rcp-compatible command (scp) and driven with an
+//! rsh-compatible one (ssh).
+//!
+//! The rcp command's exit status is never trusted alone: some scp builds exit 0 after failing,
+//! and modern scp exits 1 when the collect dir merely holds a subdirectory. What decides is the
+//! set of files that really arrived, plus what scp said on stderr.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::config::PeerConfig;
+use crate::error::{io_cause, Error, Result};
+use crate::fsutil::{is_plain_file_name, open_nofollow, ScratchDir, TEMP_PREFIX};
+use crate::ownership::{Ownership, Perms};
+use crate::process::{remote_command_line, Cmd, Finished};
+
+use super::local::write_cause;
+use super::{check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport};
+
+pub struct RemotePeer {
+    config: PeerConfig,
+    options: PeerOptions,
+    rcp: Cmd,
+    rsh: Cmd,
+    /// The collect dir as the remote side sees it (a remote path is text, never raw bytes).
+    collect_dir: String,
+    /// The local account the rcp/rsh commands run as, resolved once.
+    local_user: Option<Ownership>,
+    protocol: OnceLock<ScpProtocol>,
+}
+
+/// How a remote path in an scp upload is read on the other side: by the remote shell (the
+/// legacy scp/rcp protocol) or literally (the SFTP protocol, OpenSSH's default since 9.0).
+/// Downloads are glob patterns in both, so backslash escapes work there either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScpProtocol {
+    Legacy,
+    Sftp,
+}
+
+impl RemotePeer {
+    pub fn new(config: PeerConfig, options: PeerOptions) -> Result<RemotePeer> {
+        let peer = config.name.clone();
+        let in_peer = |err: Error| err.for_peer(&peer);
+        let rcp = Cmd::parse(&config.rcp_command, "rcp command").map_err(in_peer)?;
+        let rsh = Cmd::parse(&config.rsh_command, "rsh command").map_err(in_peer)?;
+        let collect_dir = match config.collect_dir.to_str() {
+            Some(dir) if !dir.contains('\n') => dir.trim_end_matches('/').to_string(),
+            _ => {
+                return Err(Error::usage(format!(
+                    "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
+                    config.collect_dir.display()
+                )))
+            }
+        };
+        let local_user = match &config.local_user {
+            Some(user) => Some(Ownership::parse(user).map_err(|err| {
+                Error::usage(format!("peer {peer}: local user {user}: {}", err.message))
+            })?),
+            None => None,
+        };
+        Ok(RemotePeer { config, options, rcp, rsh, collect_dir, local_user, protocol: OnceLock::new() })
+    }
+
+    /// `[user@]host`, as ssh takes it.
+    fn destination(&self) -> String {
+        match &self.config.remote_user {
+            Some(user) => format!("{user}@{}", self.config.name),
+            None => self.config.name.clone(),
+        }
+    }
+
+    /// `[user@]host:path`, as scp takes it (an IPv6 address in brackets).
+    fn remote_path(&self, path: &str) -> String {
+        let host = if self.config.name.contains(':') {
+            format!("[{}]", self.config.name)
+        } else {
+            self.config.name.clone()
+        };
+        match &self.config.remote_user {
+            Some(user) => format!("{user}@{host}:{path}"),
+            None => format!("{host}:{path}"),
+        }
+    }
+
+    /// The command as it runs: as the local user through `su` when one is configured.
+    fn wrap(&self, cmd: Cmd) -> Result<Cmd> {
+        match &self.config.local_user {
+            Some(user) => cmd.as_user(user).map_err(|err| err.for_peer(&self.config.name)),
+            None => Ok(cmd),
+        }
+    }
+
+    fn run(&self, cmd: &Cmd) -> Result<Finished> {
+        log::info!("peer {}: {cmd}", self.config.name);
+        let finished = cmd.run(self.options.deadline).map_err(|err| {
+            Error::failed(format!(
+                "peer {}: cannot run {}: {}",
+                self.config.name,
+                cmd.program().to_string_lossy(),
+                io_cause(&err)
+            ))
+        })?;
+        if finished.timed_out {
+            return Err(Error::unreachable(format!(
+                "peer {}: timed out; killed {}",
+                self.config.name,
+                cmd.program().to_string_lossy()
+            )));
+        }
+        Ok(finished)
+    }
+
+    /// A private scratch dir under the working dir that the local user (if any) can write.
+    fn scratch_dir(&self, parent: &Path) -> Result<ScratchDir> {
+        let scratch = ScratchDir::create_in(parent)
+            .map_err(|err| Error::failed(format!("peer {}: {}: cannot create a scratch dir: {}", self.config.name, parent.display(), write_cause(&err))))?;
+        if let Some(owner) = self.local_user {
+            nix::unistd::chown(scratch.path(), Some(owner.uid.into()), Some(owner.gid.into())).map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: cannot hand the scratch dir to the local user: {err}",
+                    self.config.name,
+                    scratch.path().display()
+                ))
+            })?;
+        }
+        Ok(scratch)
+    }
+
+    fn working_dir(&self) -> PathBuf {
+        self.config.working_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// The form of the collect dir for an upload destination (see `ScpProtocol`).
+    fn upload_dir(&self) -> String {
+        if self.collect_dir.chars().all(is_shell_safe) {
+            return self.collect_dir.clone();
+        }
+        match *self.protocol.get_or_init(|| scp_protocol(&self.rcp)) {
+            ScpProtocol::Legacy => escape_glob(&self.collect_dir),
+            ScpProtocol::Sftp => self.collect_dir.clone(),
+        }
+    }
+
+    /// Turns a failed rcp/rsh run into the error it stands for: the peer could not be reached
+    /// (69), or it answered with a failure (1).
+    fn failure(&self, what: &str, finished: &Finished) -> Error {
+        let detail = finished
+            .stderr_lines()
+            .filter(|line| !is_skip_line(line))
+            .last()
+            .map(|line| strip_program(line).to_string())
+            .unwrap_or_else(|| format!("no connection? exited with status {} and said nothing", finished.code()));
+        let message = format!("peer {}: {what}: {detail}", self.config.name);
+        if is_connection_failure(finished) {
+            Error::unreachable(message)
+        } else {
+            Error::failed(message)
+        }
+    }
+}
+
+impl Peer for RemotePeer {
+    fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
+        check_target_dir(&self.config.name, target_dir)?;
+        let source = self.remote_path(&format!("{}/*", escape_glob(&self.collect_dir)));
+        if self.options.dry_run {
+            let incoming = target_dir.join(format!("{TEMP_PREFIX}XXXXXX"));
+            print_dry_run(self.wrap(self.rcp.clone().arg(&source).arg(&incoming))?);
+            print_dry_run(format_args!(
+                "# then each regular file that arrived in {} is given its owner and mode and renamed into {}",
+                incoming.display(),
+                target_dir.display()
+            ));
+            return Ok(StageReport::default());
+        }
+        // Files land in a private dir inside the target dir first: on the same file system, so
+        // that each one is renamed into place whole, and only if the copy as a whole worked.
+        let incoming = self.scratch_dir(target_dir)?;
+        let cmd = self.wrap(self.rcp.clone().arg(&source).arg(incoming.path()))?;
+        let finished = self.run(&cmd)?;
+        let mut report = StageReport::default();
+        for line in finished.stderr_lines().filter(|line| is_skip_line(line)) {
+            log::warn!("peer {}: skipped {}", self.config.name, skip_entry(line));
+            report.skipped.push(skip_entry(line).to_string());
+        }
+        let errors = finished.stderr_lines().filter(|line| !is_skip_line(line)).count();
+        let arrived = fs::read_dir(incoming.path())
+            .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))?
+            .count();
+        let copy_failed = errors > 0 || (!finished.success() && report.skipped.is_empty());
+        if copy_failed {
+            if arrived == 0 && finished.stderr_lines().any(is_missing_line) {
+                return Err(Error::failed(format!(
+                    "peer {}: collect dir {}: missing or empty (nothing to stage)",
+                    self.config.name, self.collect_dir
+                )));
+            }
+            return Err(self.failure(&format!("copy from {source} failed; nothing staged"), &finished));
+        }
+        if arrived == 0 {
+            return Err(Error::failed(format!(
+                "peer {}: {} exited {} but no file arrived from {source}; nothing staged",
+                self.config.name,
+                self.rcp.program().to_string_lossy(),
+                finished.code()
+            )));
+        }
+        for entry in fs::read_dir(incoming.path()).map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))? {
+            let entry = entry.map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))?;
+            let name = entry.file_name();
+            let arrived_path = entry.path();
+            // scp writes only regular files here; anything else, or a name that is not one
+            // plain path component, did not come from a well-behaved peer.
+            let meta = fs::symlink_metadata(&arrived_path)
+                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, arrived_path.display(), io_cause(&err))))?;
+            if !meta.is_file() || !is_plain_file_name(&name) {
+                log::warn!("peer {}: ignored {:?}: not a regular file", self.config.name, name);
+                report.skipped.push(format!("{} (not a regular file)", name.to_string_lossy()));
+                continue;
+            }
+            let file = open_nofollow(&arrived_path)
+                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, arrived_path.display(), io_cause(&err))))?;
+            let target = target_dir.join(&name);
+            perms.apply(&file, None).map_err(|cause| Error::failed(format!("peer {}: {}: {cause}", self.config.name, target.display())))?;
+            fs::rename(&arrived_path, &target)
+                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, target.display(), io_cause(&err))))?;
+            report.files += 1;
+            report.bytes += meta.size();
+        }
+        Ok(report)
+    }
+
+    fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
+        check_indicator_name(&self.config.name, indicator)?;
+        let source = self.remote_path(&format!("{}/{}", escape_glob(&self.collect_dir), escape_glob(indicator)));
+        let working_dir = self.working_dir();
+        if self.options.dry_run {
+            print_dry_run(self.wrap(self.rcp.clone().arg(&source).arg(working_dir.join(format!("{TEMP_PREFIX}XXXXXX"))))?);
+            return Ok(true);
+        }
+        // Probed with the rcp command, not ssh: a peer account may allow scp/sftp only.
+        let scratch = self.scratch_dir(&working_dir)?;
+        let cmd = self.wrap(self.rcp.clone().arg(&source).arg(scratch.path()))?;
+        let finished = self.run(&cmd)?;
+        if scratch.path().join(indicator).is_file() {
+            return Ok(true);
+        }
+        if !is_connection_failure(&finished) && finished.stderr_lines().any(is_missing_line) {
+            return Ok(false);
+        }
+        if finished.success() {
+            return Err(Error::failed(format!(
+                "peer {}: {} exited 0 but {source} did not arrive",
+                self.config.name,
+                self.rcp.program().to_string_lossy()
+            )));
+        }
+        Err(self.failure(&format!("cannot check {source}"), &finished))
+    }
+
+    fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {
+        check_indicator_name(&self.config.name, indicator)?;
+        let destination = self.remote_path(&format!("{}/", self.upload_dir()));
+        let working_dir = self.working_dir();
+        if self.options.dry_run {
+            let local = working_dir.join(format!("{TEMP_PREFIX}XXXXXX")).join(indicator);
+            print_dry_run(format_args!("touch -- {}", crate::process::quote_os(local.as_os_str())));
+            print_dry_run(self.wrap(self.rcp.clone().arg(&local).arg(&destination))?);
+            return Ok(());
+        }
+        let scratch = self.scratch_dir(&working_dir)?;
+        let local = scratch.path().join(indicator);
+        let file = fs::File::create_new(&local)
+            .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, local.display(), write_cause(&err))))?;
+        if let Some(owner) = self.local_user {
+            owner.apply(&file).map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, local.display(), io_cause(&err))))?;
+        }
+        // Owner and mode on the peer are its own business; scp applies the peer's umask.
+        let _ = perms;
+        let cmd = self.wrap(self.rcp.clone().arg(&local).arg(&destination))?;
+        let finished = self.run(&cmd)?;
+        if finished.success() && finished.stderr_lines().next().is_none() {
+            return Ok(());
+        }
+        Err(self.failure(&format!("cannot write stage indicator {destination}{indicator}"), &finished))
+    }
+
+    fn execute_remote_command(&self, command: &[String]) -> Result<()> {
+        let cmd = self.wrap(self.rsh.clone().arg(self.destination()).arg(remote_command_line(command)))?;
+        if self.options.dry_run {
+            print_dry_run(cmd);
+            return Ok(());
+        }
+        log::info!("peer {}: {cmd}", self.config.name);
+        let status = cmd.run_inherited().map_err(|err| {
+            Error::failed(format!("peer {}: cannot run {}: {}", self.config.name, cmd.program().to_string_lossy(), io_cause(&err)))
+        })?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(255) => Err(Error::unreachable(format!(
+                "peer {}: {} exited 255 (connection failed)",
+                self.config.name,
+                self.rsh.program().to_string_lossy()
+            ))),
+            Some(code) => Err(Error::failed(format!("peer {}: remote command exited with status {code}", self.config.name))),
+            None => Err(Error::failed(format!("peer {}: remote command killed by a signal", self.config.name))),
+        }
+    }
+
+    fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
+        if !super::is_action_name(action) {
+            return Err(Error::usage(format!("peer {}: action {action:?}: not a valid action name", self.config.name)));
+        }
+        let mut words = shell_words::split(&self.config.cback_command).map_err(|err| {
+            Error::usage(format!("peer {}: cback command {:?}: cannot split: {err}", self.config.name, self.config.cback_command))
+        })?;
+        if words.is_empty() {
+            return Err(Error::usage(format!("peer {}: cback command is empty", self.config.name)));
+        }
+        if full {
+            words.push("--full".to_string());
+        }
+        words.push(action.to_string());
+        let cmd = self.wrap(self.rsh.clone().arg(self.destination()).arg(remote_command_line(&words)))?;
+        if self.options.dry_run {
+            print_dry_run(cmd);
+            return Ok(());
+        }
+        let finished = self.run(&cmd)?;
+        for line in String::from_utf8_lossy(&finished.stdout).lines().chain(finished.stderr.lines()) {
+            log::info!("peer {}: {action}: {line}", self.config.name);
+        }
+        if finished.success() {
+            return Ok(());
+        }
+        let mut err = self.failure(&format!("managed action {action} failed (status {})", finished.code()), &finished);
+        if finished.code() != 255 {
+            err.kind = crate::error::ErrorKind::Failed;
+        }
+        Err(err)
+    }
+}
+
+/// Characters that mean nothing to a shell or to glob(3).
+fn is_shell_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c) || !c.is_ascii()
+}
+
+/// Backslash-escapes every character a shell or glob(3) would read specially. Both the remote
+/// shell (legacy scp) and scp's SFTP-mode glob take `\x` as a literal `x`, so one form works
+/// for both protocols. Newlines are refused earlier: for a shell, backslash-newline vanishes.
+pub(crate) fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !is_shell_safe(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn is_skip_line(line: &str) -> bool {
+    line.ends_with(": not a regular file")
+}
+
+/// `scp: download /dir/sub/: not a regular file` -> `/dir/sub/: not a regular file`.
+fn skip_entry(line: &str) -> &str {
+    let line = strip_program(line);
+    line.strip_prefix("download ").unwrap_or(line)
+}
+
+/// Drops the `scp: ` or `/usr/bin/scp: ` that scp puts before its messages.
+fn strip_program(line: &str) -> &str {
+    match line.split_once(": ") {
+        Some((program, rest)) if program.ends_with("scp") && !program.contains(' ') => rest,
+        _ => line,
+    }
+}
+
+fn is_missing_line(line: &str) -> bool {
+    line.ends_with("No such file or directory")
+}
+
+/// Whether a failed scp/ssh never got to talk to the peer. ssh exits 255 on connection errors
+/// (scp too in SFTP mode); legacy scp exits 1 and, with `-q`, may say nothing at all, so
+/// silence with a failure status counts as a connection failure too.
+fn is_connection_failure(finished: &Finished) -> bool {
+    const SIGNS: [&str; 12] = [
+        "Connection closed",
+        "Connection refused",
+        "Connection timed out",
+        "Connection reset",
+        "connection lost",
+        "lost connection",
+        "Could not resolve hostname",
+        "No route to host",
+        "Network is unreachable",
+        "Permission denied (",
+        "Host key verification failed",
+        "kex_exchange_identification",
+    ];
+    if finished.timed_out || finished.code() == 255 {
+        return true;
+    }
+    let mut lines = finished.stderr_lines().peekable();
+    if !finished.success() && lines.peek().is_none() {
+        return true;
+    }
+    lines.any(|line| SIGNS.iter().any(|sign| line.contains(sign)))
+}
+
+/// Which protocol an OpenSSH scp uses: `-O` forces legacy, `-s` SFTP; otherwise the scp
+/// binary's default, which its usage text tells (scp 9.0+ lists `-O` and defaults to SFTP).
+/// Anything that is not OpenSSH scp is taken as a classic rcp, read by a remote shell.
+fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
+    let mut words = rcp.get_args().iter().filter_map(|arg| arg.to_str());
+    let mut skip_value = false;
+    for word in words.by_ref() {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        let Some(flags) = word.strip_prefix('-') else { continue };
+        for (i, flag) in flags.char_indices() {
+            match flag {
+                'O' => return ScpProtocol::Legacy,
+                's' => return ScpProtocol::Sftp,
+                'c' | 'D' | 'F' | 'i' | 'J' | 'l' | 'o' | 'P' | 'S' | 'X' => {
+                    skip_value = i + 1 == flags.len();
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let is_scp = Path::new(rcp.program()).file_name().is_some_and(|name| name == "scp");
+    if !is_scp {
+        return ScpProtocol::Legacy;
+    }
+    match Cmd::new(rcp.program()).run(None) {
+        Ok(usage) if usage.stderr.contains("usage: scp [") && usage.stderr.contains('O') => ScpProtocol::Sftp,
+        _ => ScpProtocol::Legacy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_glob_keeps_plain_paths_and_escapes_the_rest() {
+        assert_eq!(escape_glob("/var/backup/collect"), "/var/backup/collect");
+        assert_eq!(escape_glob("/a b/$(x);`y`*'\""), r#"/a\ b/\$\(x\)\;\`y\`\*\'\""#);
+        assert_eq!(escape_glob("/données"), "/données");
+    }
+
+    #[test]
+    fn skip_lines_of_both_scp_protocols() {
+        assert!(is_skip_line("scp: download /c/sub/: not a regular file"));
+        assert!(is_skip_line("scp: /c/sub: not a regular file"));
+        assert_eq!(skip_entry("scp: download /c/sub/: not a regular file"), "/c/sub/: not a regular file");
+        assert_eq!(skip_entry("/usr/bin/scp: /c/f: not a regular file"), "/c/f: not a regular file");
+        assert!(!is_skip_line("scp: /c/x: Permission denied"));
+    }
+
+    #[test]
+    fn protocol_from_flags() {
+        let legacy = Cmd::new("/usr/bin/scp").args(["-B", "-O", "-q"]);
+        assert_eq!(scp_protocol(&legacy), ScpProtocol::Legacy);
+        let sftp = Cmd::new("/usr/bin/scp").args(["-F", "/x/O", "-s"]);
+        assert_eq!(scp_protocol(&sftp), ScpProtocol::Sftp);
+        let other = Cmd::new("/usr/bin/rcp").args(["-p"]);
+        assert_eq!(scp_protocol(&other), ScpProtocol::Legacy);
+    }
+
+    fn peer(user: Option<&str>, host: &str) -> RemotePeer {
+        let mut config = PeerConfig::new(host, crate::config::PeerKind::Remote, "/c d");
+        config.remote_user = user.map(str::to_string);
+        config.rcp_command = "sh".into();
+        config.rsh_command = "sh".into();
+        RemotePeer::new(config, PeerOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn remote_paths_and_destinations() {
+        assert_eq!(peer(Some("backup"), "db1").remote_path("/x"), "backup@db1:/x");
+        assert_eq!(peer(None, "::1").remote_path("/x"), "[::1]:/x");
+        assert_eq!(peer(None, "db1").destination(), "db1");
+        assert_eq!(peer(Some("b"), "db1").destination(), "b@db1");
+    }
+}

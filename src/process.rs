@@ -1,0 +1,276 @@
+//! A child process as data: program, arguments and wrappers such as `su USER -c`.
+//!
+//! The same value is logged, printed by `--dry-run` and run, so what an administrator pastes
+//! into a shell from the log is exactly what peerstage ran. Nothing here goes through a shell
+//! except the `su -c` string, which is built from individually quoted words.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+}
+
+/// What a finished child left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    /// True when the child was killed because its deadline passed.
+    pub timed_out: bool,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.status.success()
+    }
+    /// The exit code, or 128+signal as a shell would show it.
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|sig| 128 + sig))
+            .unwrap_or(-1)
+    }
+    /// The non-empty lines of stderr, trimmed.
+    pub fn stderr_lines(&self) -> impl Iterator<Item = &str> {
+        self.stderr.lines().map(str::trim).filter(|line| !line.is_empty())
+    }
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Cmd {
+        Cmd { program: program.into(), args: Vec::new() }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|arg| arg.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn program(&self) -> &OsStr {
+        &self.program
+    }
+
+    pub fn get_args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// Builds a command from a configured command line such as `/usr/bin/scp -B -q -C`:
+    /// split as a POSIX shell would (but never run through one), with the program resolved on
+    /// `PATH` so that a typo is reported before anything runs. `what` names the setting in
+    /// error messages.
+    pub fn parse(line: &str, what: &str) -> Result<Cmd> {
+        let words = shell_words::split(line)
+            .map_err(|err| Error::usage(format!("{what} {line:?}: cannot split: {err}")))?;
+        let Some((program, args)) = words.split_first() else {
+            return Err(Error::usage(format!("{what} is empty")));
+        };
+        let resolved = resolve(program)
+            .ok_or_else(|| Error::usage(format!("{what} {line:?}: {program}: command not found")))?;
+        Ok(Cmd::new(resolved).args(args))
+    }
+
+    /// Wraps this command to run as another local user: `su USER -c '<quoted command>'`.
+    /// The words are quoted one by one, so no file or host name can become shell syntax.
+    pub fn as_user(self, user: &str) -> Result<Cmd> {
+        let line = self.to_shell_line_strict().ok_or_else(|| {
+            Error::usage(format!(
+                "cannot run {} as user {user}: an argument is not valid UTF-8",
+                self.program.to_string_lossy()
+            ))
+        })?;
+        let su = resolve("su").unwrap_or_else(|| PathBuf::from("/bin/su"));
+        Ok(Cmd::new(su).arg(user).arg("-c").arg(line))
+    }
+
+    /// The command line quoted for a POSIX shell, or None when a word is not UTF-8.
+    fn to_shell_line_strict(&self) -> Option<String> {
+        let mut words = Vec::with_capacity(self.args.len() + 1);
+        for word in std::iter::once(&self.program).chain(&self.args) {
+            words.push(quote(word.to_str()?));
+        }
+        Some(words.join(" "))
+    }
+
+    /// Runs the command with stdin closed and both outputs captured, killing it when the
+    /// deadline passes. A spawn failure (program vanished, not executable) is an `io::Error`;
+    /// a non-zero exit is not, the caller decides what it means.
+    pub fn run(&self, deadline: Option<Instant>) -> io::Result<Finished> {
+        log::debug!("running: {self}");
+        let handle = self
+            .expression()
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()?;
+        let mut timed_out = false;
+        if let Some(deadline) = deadline {
+            if handle.wait_deadline(deadline)?.is_none() {
+                timed_out = true;
+                handle.kill()?;
+            }
+        }
+        let output = handle.into_output()?;
+        Ok(Finished {
+            status: output.status,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            timed_out,
+        })
+    }
+
+    /// Runs the command with our stdin, stdout and stderr, so a remote command's output passes
+    /// through untouched.
+    pub fn run_inherited(&self) -> io::Result<ExitStatus> {
+        log::debug!("running: {self}");
+        Ok(self.expression().unchecked().run()?.status)
+    }
+
+    fn expression(&self) -> duct::Expression {
+        // The messages we match on (scp's "No such file or directory") must not be translated.
+        duct::cmd(&self.program, &self.args).env("LC_ALL", "C")
+    }
+}
+
+/// Shell-quoted, so the line printed by `--dry-run` and the logs can be pasted into a shell.
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for word in std::iter::once(&self.program).chain(&self.args) {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            f.write_str(&quote_os(word))?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a program name on `PATH`; a name with a `/` is taken as it is if it exists.
+pub fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    which::which(program).ok()
+}
+
+/// Quotes a word for a POSIX shell: as it is when it holds only safe characters, otherwise in
+/// single quotes (with `'` written as `'\''`).
+pub fn quote(word: &str) -> String {
+    shell_words::quote(word).into_owned()
+}
+
+/// Like `quote`, for paths that may not be UTF-8: bytes that are not are shown as `\xNN`
+/// inside `$'...'`, which bash, zsh and ksh read back as the same bytes.
+pub fn quote_os(word: &OsStr) -> String {
+    match word.to_str() {
+        Some(text) => quote(text),
+        None => {
+            let mut out = String::from("$'");
+            for &byte in word.as_bytes() {
+                match byte {
+                    b'\'' | b'\\' => {
+                        out.push('\\');
+                        out.push(byte as char);
+                    }
+                    0x20..=0x7e => out.push(byte as char),
+                    _ => out.push_str(&format!("\\x{byte:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
+/// Joins words into one command string for a remote shell (the remote side of ssh), each
+/// word quoted so that it arrives as one argument, whatever it holds.
+pub fn remote_command_line<S: AsRef<str>>(words: &[S]) -> String {
+    words.iter().map(|word| quote(word.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_exactly_what_runs_quoted() {
+        let cmd = Cmd::new("/usr/bin/scp").args(["-B", "host:/a b/*", "it's", "$(x)"]);
+        assert_eq!(cmd.to_string(), r#"/usr/bin/scp -B 'host:/a b/*' 'it'\''s' '$(x)'"#);
+    }
+
+    #[test]
+    fn displays_non_utf8_words_in_ansi_c_quotes() {
+        use std::os::unix::ffi::OsStringExt;
+        let cmd = Cmd::new("cp").arg(OsString::from_vec(b"a\xffb'".to_vec()));
+        assert_eq!(cmd.to_string(), r"cp $'a\xffb\''");
+    }
+
+    #[test]
+    fn parse_splits_like_a_shell_and_resolves_the_program() {
+        let cmd = Cmd::parse("sh -c 'echo  hi' x", "rsh command").unwrap();
+        assert!(Path::new(cmd.program()).is_absolute());
+        assert_eq!(cmd.get_args(), &["-c", "echo  hi", "x"].map(OsString::from));
+    }
+
+    #[test]
+    fn parse_reports_missing_programs_and_bad_quoting() {
+        let err = Cmd::parse("/nonexistent/scp -B", "rcp command").unwrap_err();
+        assert_eq!(err.message, r#"rcp command "/nonexistent/scp -B": /nonexistent/scp: command not found"#);
+        assert!(Cmd::parse("scp 'unclosed", "rcp command").is_err());
+        assert!(Cmd::parse("  ", "rcp command").is_err());
+    }
+
+    #[test]
+    fn su_wrapper_quotes_each_word_once() {
+        let cmd = Cmd::new("/usr/bin/scp").args(["h:/x/*", "/t/a b;c"]).as_user("backup").unwrap();
+        let args: Vec<_> = cmd.get_args().iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args, ["backup", "-c", "/usr/bin/scp 'h:/x/*' '/t/a b;c'"]);
+    }
+
+    #[test]
+    fn remote_command_line_keeps_every_argument_whole() {
+        let line = remote_command_line(&["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]);
+        let back = shell_words::split(&line).unwrap();
+        assert_eq!(back, ["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]);
+    }
+
+    #[test]
+    fn run_captures_output_and_status() {
+        let done = Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).run(None).unwrap();
+        assert_eq!(done.code(), 3);
+        assert_eq!(done.stdout, b"out\n");
+        assert_eq!(done.stderr_lines().collect::<Vec<_>>(), ["err"]);
+    }
+
+    #[test]
+    fn run_kills_a_child_past_its_deadline() {
+        let deadline = Instant::now() + std::time::Duration::from_millis(200);
+        let done = Cmd::new("sleep").arg("10").run(Some(deadline)).unwrap();
+        assert!(done.timed_out);
+        assert!(!done.success());
+    }
+}
