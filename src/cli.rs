@@ -61,6 +61,100 @@ pub enum Command {
     /// Run a Cedar Backup managed action (cback3 [--full] ACTION) on a remote peer
     #[command(after_help = EXIT_STATUS_HELP)]
     Action(ActionArgs),
+    /// Stage every peer of a pool into <staging_dir>/YYYY/MM/DD/<peer>/ and write a job report
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run(RunArgs),
+    /// Show, per peer, whether its collect and stage indicators are there (changes nothing)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Status(StatusArgs),
+    /// Check a config file, or print it as native TOML
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List lock files with their owner pid and whether the owner is alive
+    Locks(LocksArgs),
+    /// Write the man page and shell completions generated from this command line
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file: native TOML, or Cedar Backup's cback3.conf
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// A full (weekly) run: passed to managed actions, and decides daily/weekly ignore modes
+    #[arg(long)]
+    pub full: bool,
+
+    /// How many peers to stage at once [default: config's jobs, else up to 8]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// Stage into this day's directory instead of today's
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+
+    /// Stage only this peer (repeatable)
+    #[arg(long, value_name = "PEER")]
+    pub only: Vec<String>,
+
+    /// Wait for locks held by another process instead of failing with exit status 75
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print the job report as one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Config file: native TOML, or Cedar Backup's cback3.conf
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Only this peer (repeatable)
+    #[arg(long, value_name = "PEER")]
+    pub only: Vec<String>,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate a config file (exit 0 when valid, 2 otherwise)
+    Check {
+        /// Config file: native TOML, or Cedar Backup's cback3.conf
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print the effective config as native TOML that `run` accepts
+    Show {
+        /// Config file: native TOML, or Cedar Backup's cback3.conf
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    /// Use the lock dir of this config file [default: the default lock dir]
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write man/ and completions/ into
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// Which peer a single-peer subcommand works on: a local one, a remote one, or one from a config.
@@ -110,6 +204,10 @@ pub struct PeerArgs {
     /// Name of the peer in --config
     #[arg(long, value_name = "NAME", requires = "config")]
     pub peer: Option<String>,
+
+    /// Wait for the peer's lock if another process holds it, instead of failing with 75
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

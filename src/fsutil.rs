@@ -40,7 +40,13 @@ impl TempFile {
                 .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_CLOEXEC)
                 .open(&path)
             {
-                Ok(file) => return Ok(TempFile { file, path, committed: false }),
+                Ok(file) => {
+                    return Ok(TempFile {
+                        file,
+                        path,
+                        committed: false,
+                    })
+                }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(err) => return Err(err),
             }
@@ -66,6 +72,27 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Writes `dir/name` whole: contents into a temp file, owner and mode applied, then renamed
+/// into place. Used for indicators and reports, which must never be seen half-written.
+pub fn write_file_atomically(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    perms: &crate::ownership::Perms,
+    default_mode: crate::ownership::Mode,
+) -> Result<(), String> {
+    let path = dir.join(name);
+    let mut temp = TempFile::create_in(dir)
+        .map_err(|err| format!("{}: {}", dir.display(), crate::error::io_cause(&err)))?;
+    io::Write::write_all(&mut temp.file, contents)
+        .map_err(|err| format!("{}: {}", path.display(), crate::error::io_cause(&err)))?;
+    perms
+        .apply(&temp.file, Some(default_mode))
+        .map_err(|cause| format!("{}: {cause}", path.display()))?;
+    temp.commit(&path)
+        .map_err(|err| format!("{}: {}", path.display(), crate::error::io_cause(&err)))
 }
 
 /// A private directory (mode 0700) created with mkdtemp(3) and removed with its contents when
@@ -110,7 +137,11 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 pub fn is_plain_file_name(name: &OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let bytes = name.as_bytes();
-    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/') && !bytes.contains(&0)
+    !bytes.is_empty()
+        && bytes != b"."
+        && bytes != b".."
+        && !bytes.contains(&b'/')
+        && !bytes.contains(&0)
 }
 
 /// The few open(2) flags we need, from nix so that we do not depend on libc directly.
@@ -145,7 +176,10 @@ mod tests {
         temp.commit(&target).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
-        assert!(!fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+        assert!(!fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
@@ -155,7 +189,10 @@ mod tests {
         let scratch = ScratchDir::create_in(dir.path()).unwrap();
         fs::write(scratch.path().join("x"), "x").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(scratch.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(scratch.path()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         drop(scratch);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -6,11 +6,17 @@
 pub mod cli;
 mod commands;
 pub mod config;
+pub mod date;
+pub mod docs;
 pub mod error;
 pub mod fsutil;
+pub mod hooks;
+pub mod lock;
 pub mod ownership;
 pub mod peer;
+pub mod pool;
 pub mod process;
+pub mod report;
 
 use std::io::Write;
 
@@ -22,7 +28,11 @@ pub fn run() -> i32 {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() { error::EXIT_USAGE } else { 0 };
+            return if err.use_stderr() {
+                error::EXIT_USAGE
+            } else {
+                0
+            };
         }
     };
     init_logging(cli.verbose, cli.quiet);

@@ -1,10 +1,10 @@
 use crate::cli::CheckArgs;
 use crate::error::{Result, EXIT_FAILED};
 
-use super::{build_peer, Context};
+use super::{open_peer, Context};
 
 pub fn run(context: &Context, args: CheckArgs) -> Result<i32> {
-    let peer = build_peer(context, &args.peer)?;
+    let peer = open_peer(context, &args.peer, false)?;
     let present = peer.check_collect_indicator(&args.indicator)?;
     if context.dry_run {
         return Ok(0);
@@ -12,7 +12,11 @@ pub fn run(context: &Context, args: CheckArgs) -> Result<i32> {
     let collect_dir = peer.config().collect_dir.display().to_string();
     if !context.quiet {
         let state = if present { "present" } else { "absent" };
-        println!("peer {}: {} in {collect_dir}: {state}", peer.name(), args.indicator);
+        println!(
+            "peer {}: {} in {collect_dir}: {state}",
+            peer.name(),
+            args.indicator
+        );
     }
     Ok(if present { 0 } else { EXIT_FAILED })
 }

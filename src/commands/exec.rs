@@ -1,12 +1,12 @@
 use crate::cli::ExecArgs;
 use crate::error::Result;
 
-use super::{build_peer, Context};
+use super::{open_peer, Context};
 
 /// The remote command's output passes through untouched; peerstage adds nothing to it at the
 /// default verbosity, so `exec` can sit in a pipeline.
 pub fn run(context: &Context, args: ExecArgs) -> Result<i32> {
-    let peer = build_peer(context, &args.peer)?;
+    let peer = open_peer(context, &args.peer, false)?;
     peer.execute_remote_command(&args.command)?;
     Ok(0)
 }

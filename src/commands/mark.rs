@@ -1,12 +1,17 @@
 use crate::cli::MarkArgs;
 use crate::error::Result;
 
-use super::{build_peer, perms, Context};
+use super::{open_peer, perms, Context};
 
 pub fn run(context: &Context, args: MarkArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
-    let peer = build_peer(context, &args.peer)?;
+    let peer = open_peer(context, &args.peer, true)?;
     peer.write_stage_indicator(&args.indicator, &perms)?;
-    log::info!("peer {}: wrote {} in {}", peer.name(), args.indicator, peer.config().collect_dir.display());
+    log::info!(
+        "peer {}: wrote {} in {}",
+        peer.name(),
+        args.indicator,
+        peer.config().collect_dir.display()
+    );
     Ok(0)
 }

@@ -1,11 +1,11 @@
 use crate::cli::StageArgs;
 use crate::error::Result;
 
-use super::{build_peer, perms, Context};
+use super::{open_peer, perms, Context};
 
 pub fn run(context: &Context, args: StageArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
-    let peer = build_peer(context, &args.peer)?;
+    let peer = open_peer(context, &args.peer, true)?;
     let report = peer.stage(&args.target, &perms)?;
     if !context.quiet && !context.dry_run {
         println!(

@@ -7,11 +7,13 @@ use std::path::Path;
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
-use crate::fsutil::{open_nofollow, TempFile};
+use crate::fsutil::{open_nofollow, write_file_atomically, TempFile};
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 
-use super::{check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport};
+use super::{
+    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
+};
 
 pub struct LocalPeer {
     config: PeerConfig,
@@ -30,24 +32,43 @@ impl LocalPeer {
     /// Copies one file into place: contents into a private temp file in the target dir
     /// (in-kernel, through copy_file_range), then owner and mode, then rename. The final name
     /// only ever shows a complete file with its final owner and mode.
-    fn copy_one(&self, source: &Path, target: &Path, target_dir: &Path, perms: &Perms) -> Result<u64> {
-        let mut input = open_nofollow(source).map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
-        let meta = input.metadata().map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+    fn copy_one(
+        &self,
+        source: &Path,
+        target: &Path,
+        target_dir: &Path,
+        perms: &Perms,
+    ) -> Result<u64> {
+        let mut input = open_nofollow(source)
+            .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+        let meta = input
+            .metadata()
+            .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
         if !meta.is_file() {
             // Swapped for something else since the directory was read.
-            return Err(Error::failed(self.error(source, "no longer a regular file")));
+            return Err(Error::failed(
+                self.error(source, "no longer a regular file"),
+            ));
         }
-        let mut temp = TempFile::create_in(target_dir).map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?;
-        let bytes = io::copy(&mut input, &mut temp.file).map_err(|err| Error::failed(self.error(target, write_cause(&err))))?;
+        let mut temp = TempFile::create_in(target_dir)
+            .map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?;
+        let bytes = io::copy(&mut input, &mut temp.file)
+            .map_err(|err| Error::failed(self.error(target, write_cause(&err))))?;
         if bytes != meta.len() {
             return Err(Error::failed(self.error(
                 source,
-                format!("size changed while copying ({} bytes expected, {bytes} copied)", meta.len()),
+                format!(
+                    "size changed while copying ({} bytes expected, {bytes} copied)",
+                    meta.len()
+                ),
             )));
         }
         let source_mode = Mode(meta.permissions().mode() & 0o7777);
-        perms.apply(&temp.file, Some(source_mode)).map_err(|cause| Error::failed(self.error(target, cause)))?;
-        temp.commit(target).map_err(|err| Error::failed(self.error(target, io_cause(&err))))?;
+        perms
+            .apply(&temp.file, Some(source_mode))
+            .map_err(|cause| Error::failed(self.error(target, cause)))?;
+        temp.commit(target)
+            .map_err(|err| Error::failed(self.error(target, io_cause(&err))))?;
         Ok(bytes)
     }
 }
@@ -70,13 +91,17 @@ impl Peer for LocalPeer {
         check_target_dir(&self.config.name, target_dir)?;
         let collect_dir = &self.config.collect_dir;
         // Streamed: only one entry is held at a time, whatever the size of the collect dir.
-        let entries = fs::read_dir(collect_dir).map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
+        let entries = fs::read_dir(collect_dir)
+            .map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
         let mut report = StageReport::default();
         for entry in entries {
-            let entry = entry.map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
+            let entry =
+                entry.map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
             let name = entry.file_name();
             let source = entry.path();
-            let file_type = entry.file_type().map_err(|err| Error::failed(self.error(&source, io_cause(&err))))?;
+            let file_type = entry
+                .file_type()
+                .map_err(|err| Error::failed(self.error(&source, io_cause(&err))))?;
             if !file_type.is_file() {
                 let what = if file_type.is_symlink() {
                     "symbolic link"
@@ -85,13 +110,23 @@ impl Peer for LocalPeer {
                 } else {
                     "not a regular file"
                 };
-                log::warn!("peer {}: skipped {}: {what}", self.config.name, source.display());
-                report.skipped.push(format!("{} ({what})", source.display()));
+                log::warn!(
+                    "peer {}: skipped {}: {what}",
+                    self.config.name,
+                    source.display()
+                );
+                report
+                    .skipped
+                    .push(format!("{} ({what})", source.display()));
                 continue;
             }
             let target = target_dir.join(&name);
             if self.options.dry_run {
-                print_dry_run(format_args!("cp -- {} {}", quote_os(source.as_os_str()), quote_os(target.as_os_str())));
+                print_dry_run(format_args!(
+                    "cp -- {} {}",
+                    quote_os(source.as_os_str()),
+                    quote_os(target.as_os_str())
+                ));
                 print_perms(perms, &target);
                 report.files += 1;
                 report.bytes += entry.metadata().map(|meta| meta.len()).unwrap_or(0);
@@ -101,7 +136,10 @@ impl Peer for LocalPeer {
             report.files += 1;
         }
         if report.files == 0 {
-            return Err(Error::failed(self.error(collect_dir, "no files to stage (the collect dir is empty)")));
+            return Err(Error::failed(self.error(
+                collect_dir,
+                "no files to stage (the collect dir is empty)",
+            )));
         }
         Ok(report)
     }
@@ -119,7 +157,9 @@ impl Peer for LocalPeer {
         check_indicator_name(&self.config.name, indicator)?;
         let collect_dir = &self.config.collect_dir;
         if !collect_dir.is_dir() {
-            return Err(Error::failed(self.error(collect_dir, "collect dir does not exist")));
+            return Err(Error::failed(
+                self.error(collect_dir, "collect dir does not exist"),
+            ));
         }
         let path = collect_dir.join(indicator);
         if self.options.dry_run {
@@ -127,10 +167,9 @@ impl Peer for LocalPeer {
             print_perms(perms, &path);
             return Ok(());
         }
-        let temp = TempFile::create_in(collect_dir).map_err(|err| Error::failed(self.error(collect_dir, write_cause(&err))))?;
         // An indicator without a mode asked for gets the usual 0644 of an empty file.
-        perms.apply(&temp.file, Some(Mode(0o644))).map_err(|cause| Error::failed(self.error(&path, cause)))?;
-        temp.commit(&path).map_err(|err| Error::failed(self.error(&path, io_cause(&err))))
+        write_file_atomically(collect_dir, indicator, b"", perms, Mode(0o644))
+            .map_err(|cause| Error::failed(format!("peer {}: {cause}", self.config.name)))
     }
 
     fn execute_remote_command(&self, _command: &[String]) -> Result<()> {

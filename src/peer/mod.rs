@@ -10,6 +10,7 @@ mod remote;
 use std::path::Path;
 use std::time::Instant;
 
+pub(crate) use local::write_cause;
 pub use local::LocalPeer;
 pub use remote::RemotePeer;
 
@@ -80,18 +81,30 @@ pub fn validate(config: &PeerConfig) -> Result<()> {
         )));
     }
     if !config.collect_dir.is_absolute() {
-        return fail(format!("collect dir {}: must be an absolute path", config.collect_dir.display()));
+        return fail(format!(
+            "collect dir {}: must be an absolute path",
+            config.collect_dir.display()
+        ));
     }
     if let Some(dir) = &config.working_dir {
         if !dir.is_absolute() {
-            return fail(format!("working dir {}: must be an absolute path", dir.display()));
+            return fail(format!(
+                "working dir {}: must be an absolute path",
+                dir.display()
+            ));
         }
     }
     if config.kind == PeerKind::Remote {
         if !is_host_name(peer) {
-            return fail("a remote peer's name must be a host name (letters, digits, '.', '-', '_', ':')".into());
+            return fail(
+                "a remote peer's name must be a host name (letters, digits, '.', '-', '_', ':')"
+                    .into(),
+            );
         }
-        for (what, user) in [("remote user", &config.remote_user), ("local user", &config.local_user)] {
+        for (what, user) in [
+            ("remote user", &config.remote_user),
+            ("local user", &config.local_user),
+        ] {
             if let Some(user) = user {
                 if !is_user_name(user) {
                     return fail(format!("{what} {user:?}: not a valid user name"));
@@ -107,7 +120,9 @@ pub fn validate(config: &PeerConfig) -> Result<()> {
     }
     for action in &config.managed_actions {
         if !is_action_name(action) {
-            return fail(format!("managed action {action:?}: not a valid action name"));
+            return fail(format!(
+                "managed action {action:?}: not a valid action name"
+            ));
         }
     }
     Ok(())
@@ -119,21 +134,32 @@ pub fn is_plain_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && !name.starts_with('-')
-        && !name.chars().any(|c| c == '/' || c.is_whitespace() || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
 }
 
 fn is_host_name(name: &str) -> bool {
-    !name.starts_with('-') && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+    !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
 }
 
 fn is_user_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('-')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 pub fn is_action_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('-') && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
 }
 
 /// An indicator name is one plain file name inside the collect dir.
@@ -157,7 +183,10 @@ pub(crate) fn check_target_dir(peer: &str, target_dir: &Path) -> Result<()> {
     }
     match std::fs::metadata(target_dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(Error::usage(format!("peer {peer}: target dir {}: not a directory", target_dir.display()))),
+        Ok(_) => Err(Error::usage(format!(
+            "peer {peer}: target dir {}: not a directory",
+            target_dir.display()
+        ))),
         Err(err) => Err(Error::usage(format!(
             "peer {peer}: target dir {}: {}",
             target_dir.display(),
@@ -195,10 +224,17 @@ mod tests {
     #[test]
     fn validate_rejects_relative_dirs_and_bad_remote_names() {
         let mut peer = PeerConfig::new("db1", PeerKind::Local, "var/collect");
-        assert!(validate(&peer).unwrap_err().message.contains("must be an absolute path"));
+        assert!(validate(&peer)
+            .unwrap_err()
+            .message
+            .contains("must be an absolute path"));
         peer.collect_dir = "/var/collect".into();
         validate(&peer).unwrap();
-        let remote = PeerConfig { name: "a;b".into(), kind: PeerKind::Remote, ..peer.clone() };
+        let remote = PeerConfig {
+            name: "a;b".into(),
+            kind: PeerKind::Remote,
+            ..peer.clone()
+        };
         assert!(validate(&remote).is_err());
         let remote = PeerConfig {
             kind: PeerKind::Remote,

@@ -17,7 +17,9 @@ use crate::ownership::{Ownership, Perms};
 use crate::process::{remote_command_line, Cmd, Finished};
 
 use super::local::write_cause;
-use super::{check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport};
+use super::{
+    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
+};
 
 pub struct RemotePeer {
     config: PeerConfig,
@@ -48,12 +50,10 @@ impl RemotePeer {
         let rsh = Cmd::parse(&config.rsh_command, "rsh command").map_err(in_peer)?;
         let collect_dir = match config.collect_dir.to_str() {
             Some(dir) if !dir.contains('\n') => dir.trim_end_matches('/').to_string(),
-            _ => {
-                return Err(Error::usage(format!(
-                    "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
-                    config.collect_dir.display()
-                )))
-            }
+            _ => return Err(Error::usage(format!(
+                "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
+                config.collect_dir.display()
+            ))),
         };
         let local_user = match &config.local_user {
             Some(user) => Some(Ownership::parse(user).map_err(|err| {
@@ -61,7 +61,15 @@ impl RemotePeer {
             })?),
             None => None,
         };
-        Ok(RemotePeer { config, options, rcp, rsh, collect_dir, local_user, protocol: OnceLock::new() })
+        Ok(RemotePeer {
+            config,
+            options,
+            rcp,
+            rsh,
+            collect_dir,
+            local_user,
+            protocol: OnceLock::new(),
+        })
     }
 
     /// `[user@]host`, as ssh takes it.
@@ -88,7 +96,9 @@ impl RemotePeer {
     /// The command as it runs: as the local user through `su` when one is configured.
     fn wrap(&self, cmd: Cmd) -> Result<Cmd> {
         match &self.config.local_user {
-            Some(user) => cmd.as_user(user).map_err(|err| err.for_peer(&self.config.name)),
+            Some(user) => cmd
+                .as_user(user)
+                .map_err(|err| err.for_peer(&self.config.name)),
             None => Ok(cmd),
         }
     }
@@ -115,10 +125,21 @@ impl RemotePeer {
 
     /// A private scratch dir under the working dir that the local user (if any) can write.
     fn scratch_dir(&self, parent: &Path) -> Result<ScratchDir> {
-        let scratch = ScratchDir::create_in(parent)
-            .map_err(|err| Error::failed(format!("peer {}: {}: cannot create a scratch dir: {}", self.config.name, parent.display(), write_cause(&err))))?;
+        let scratch = ScratchDir::create_in(parent).map_err(|err| {
+            Error::failed(format!(
+                "peer {}: {}: cannot create a scratch dir: {}",
+                self.config.name,
+                parent.display(),
+                write_cause(&err)
+            ))
+        })?;
         if let Some(owner) = self.local_user {
-            nix::unistd::chown(scratch.path(), Some(owner.uid.into()), Some(owner.gid.into())).map_err(|err| {
+            nix::unistd::chown(
+                scratch.path(),
+                Some(owner.uid.into()),
+                Some(owner.gid.into()),
+            )
+            .map_err(|err| {
                 Error::failed(format!(
                     "peer {}: {}: cannot hand the scratch dir to the local user: {err}",
                     self.config.name,
@@ -130,7 +151,10 @@ impl RemotePeer {
     }
 
     fn working_dir(&self) -> PathBuf {
-        self.config.working_dir.clone().unwrap_or_else(std::env::temp_dir)
+        self.config
+            .working_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
     }
 
     /// The form of the collect dir for an upload destination (see `ScpProtocol`).
@@ -152,7 +176,12 @@ impl RemotePeer {
             .filter(|line| !is_skip_line(line))
             .last()
             .map(|line| strip_program(line).to_string())
-            .unwrap_or_else(|| format!("no connection? exited with status {} and said nothing", finished.code()));
+            .unwrap_or_else(|| {
+                format!(
+                    "no connection? exited with status {} and said nothing",
+                    finished.code()
+                )
+            });
         let message = format!("peer {}: {what}: {detail}", self.config.name);
         if is_connection_failure(finished) {
             Error::unreachable(message)
@@ -190,9 +219,19 @@ impl Peer for RemotePeer {
             log::warn!("peer {}: skipped {}", self.config.name, skip_entry(line));
             report.skipped.push(skip_entry(line).to_string());
         }
-        let errors = finished.stderr_lines().filter(|line| !is_skip_line(line)).count();
+        let errors = finished
+            .stderr_lines()
+            .filter(|line| !is_skip_line(line))
+            .count();
         let arrived = fs::read_dir(incoming.path())
-            .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))?
+            .map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    incoming.path().display(),
+                    io_cause(&err)
+                ))
+            })?
             .count();
         let copy_failed = errors > 0 || (!finished.success() && report.skipped.is_empty());
         if copy_failed {
@@ -202,7 +241,10 @@ impl Peer for RemotePeer {
                     self.config.name, self.collect_dir
                 )));
             }
-            return Err(self.failure(&format!("copy from {source} failed; nothing staged"), &finished));
+            return Err(self.failure(
+                &format!("copy from {source} failed; nothing staged"),
+                &finished,
+            ));
         }
         if arrived == 0 {
             return Err(Error::failed(format!(
@@ -212,25 +254,69 @@ impl Peer for RemotePeer {
                 finished.code()
             )));
         }
-        for entry in fs::read_dir(incoming.path()).map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))? {
-            let entry = entry.map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, incoming.path().display(), io_cause(&err))))?;
+        for entry in fs::read_dir(incoming.path()).map_err(|err| {
+            Error::failed(format!(
+                "peer {}: {}: {}",
+                self.config.name,
+                incoming.path().display(),
+                io_cause(&err)
+            ))
+        })? {
+            let entry = entry.map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    incoming.path().display(),
+                    io_cause(&err)
+                ))
+            })?;
             let name = entry.file_name();
             let arrived_path = entry.path();
             // scp writes only regular files here; anything else, or a name that is not one
             // plain path component, did not come from a well-behaved peer.
-            let meta = fs::symlink_metadata(&arrived_path)
-                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, arrived_path.display(), io_cause(&err))))?;
+            let meta = fs::symlink_metadata(&arrived_path).map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    arrived_path.display(),
+                    io_cause(&err)
+                ))
+            })?;
             if !meta.is_file() || !is_plain_file_name(&name) {
-                log::warn!("peer {}: ignored {:?}: not a regular file", self.config.name, name);
-                report.skipped.push(format!("{} (not a regular file)", name.to_string_lossy()));
+                log::warn!(
+                    "peer {}: ignored {:?}: not a regular file",
+                    self.config.name,
+                    name
+                );
+                report
+                    .skipped
+                    .push(format!("{} (not a regular file)", name.to_string_lossy()));
                 continue;
             }
-            let file = open_nofollow(&arrived_path)
-                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, arrived_path.display(), io_cause(&err))))?;
+            let file = open_nofollow(&arrived_path).map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    arrived_path.display(),
+                    io_cause(&err)
+                ))
+            })?;
             let target = target_dir.join(&name);
-            perms.apply(&file, None).map_err(|cause| Error::failed(format!("peer {}: {}: {cause}", self.config.name, target.display())))?;
-            fs::rename(&arrived_path, &target)
-                .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, target.display(), io_cause(&err))))?;
+            perms.apply(&file, None).map_err(|cause| {
+                Error::failed(format!(
+                    "peer {}: {}: {cause}",
+                    self.config.name,
+                    target.display()
+                ))
+            })?;
+            fs::rename(&arrived_path, &target).map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    target.display(),
+                    io_cause(&err)
+                ))
+            })?;
             report.files += 1;
             report.bytes += meta.size();
         }
@@ -239,10 +325,21 @@ impl Peer for RemotePeer {
 
     fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
         check_indicator_name(&self.config.name, indicator)?;
-        let source = self.remote_path(&format!("{}/{}", escape_glob(&self.collect_dir), escape_glob(indicator)));
+        let source = self.remote_path(&format!(
+            "{}/{}",
+            escape_glob(&self.collect_dir),
+            escape_glob(indicator)
+        ));
         let working_dir = self.working_dir();
         if self.options.dry_run {
-            print_dry_run(self.wrap(self.rcp.clone().arg(&source).arg(working_dir.join(format!("{TEMP_PREFIX}XXXXXX"))))?);
+            print_dry_run(
+                self.wrap(
+                    self.rcp
+                        .clone()
+                        .arg(&source)
+                        .arg(working_dir.join(format!("{TEMP_PREFIX}XXXXXX"))),
+                )?,
+            );
             return Ok(true);
         }
         // Probed with the rcp command, not ssh: a peer account may allow scp/sftp only.
@@ -270,17 +367,35 @@ impl Peer for RemotePeer {
         let destination = self.remote_path(&format!("{}/", self.upload_dir()));
         let working_dir = self.working_dir();
         if self.options.dry_run {
-            let local = working_dir.join(format!("{TEMP_PREFIX}XXXXXX")).join(indicator);
-            print_dry_run(format_args!("touch -- {}", crate::process::quote_os(local.as_os_str())));
+            let local = working_dir
+                .join(format!("{TEMP_PREFIX}XXXXXX"))
+                .join(indicator);
+            print_dry_run(format_args!(
+                "touch -- {}",
+                crate::process::quote_os(local.as_os_str())
+            ));
             print_dry_run(self.wrap(self.rcp.clone().arg(&local).arg(&destination))?);
             return Ok(());
         }
         let scratch = self.scratch_dir(&working_dir)?;
         let local = scratch.path().join(indicator);
-        let file = fs::File::create_new(&local)
-            .map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, local.display(), write_cause(&err))))?;
+        let file = fs::File::create_new(&local).map_err(|err| {
+            Error::failed(format!(
+                "peer {}: {}: {}",
+                self.config.name,
+                local.display(),
+                write_cause(&err)
+            ))
+        })?;
         if let Some(owner) = self.local_user {
-            owner.apply(&file).map_err(|err| Error::failed(format!("peer {}: {}: {}", self.config.name, local.display(), io_cause(&err))))?;
+            owner.apply(&file).map_err(|err| {
+                Error::failed(format!(
+                    "peer {}: {}: {}",
+                    self.config.name,
+                    local.display(),
+                    io_cause(&err)
+                ))
+            })?;
         }
         // Owner and mode on the peer are its own business; scp applies the peer's umask.
         let _ = perms;
@@ -289,18 +404,31 @@ impl Peer for RemotePeer {
         if finished.success() && finished.stderr_lines().next().is_none() {
             return Ok(());
         }
-        Err(self.failure(&format!("cannot write stage indicator {destination}{indicator}"), &finished))
+        Err(self.failure(
+            &format!("cannot write stage indicator {destination}{indicator}"),
+            &finished,
+        ))
     }
 
     fn execute_remote_command(&self, command: &[String]) -> Result<()> {
-        let cmd = self.wrap(self.rsh.clone().arg(self.destination()).arg(remote_command_line(command)))?;
+        let cmd = self.wrap(
+            self.rsh
+                .clone()
+                .arg(self.destination())
+                .arg(remote_command_line(command)),
+        )?;
         if self.options.dry_run {
             print_dry_run(cmd);
             return Ok(());
         }
         log::info!("peer {}: {cmd}", self.config.name);
         let status = cmd.run_inherited().map_err(|err| {
-            Error::failed(format!("peer {}: cannot run {}: {}", self.config.name, cmd.program().to_string_lossy(), io_cause(&err)))
+            Error::failed(format!(
+                "peer {}: cannot run {}: {}",
+                self.config.name,
+                cmd.program().to_string_lossy(),
+                io_cause(&err)
+            ))
         })?;
         match status.code() {
             Some(0) => Ok(()),
@@ -309,38 +437,67 @@ impl Peer for RemotePeer {
                 self.config.name,
                 self.rsh.program().to_string_lossy()
             ))),
-            Some(code) => Err(Error::failed(format!("peer {}: remote command exited with status {code}", self.config.name))),
-            None => Err(Error::failed(format!("peer {}: remote command killed by a signal", self.config.name))),
+            Some(code) => Err(Error::failed(format!(
+                "peer {}: remote command exited with status {code}",
+                self.config.name
+            ))),
+            None => Err(Error::failed(format!(
+                "peer {}: remote command killed by a signal",
+                self.config.name
+            ))),
         }
     }
 
     fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
         if !super::is_action_name(action) {
-            return Err(Error::usage(format!("peer {}: action {action:?}: not a valid action name", self.config.name)));
+            return Err(Error::usage(format!(
+                "peer {}: action {action:?}: not a valid action name",
+                self.config.name
+            )));
         }
         let mut words = shell_words::split(&self.config.cback_command).map_err(|err| {
-            Error::usage(format!("peer {}: cback command {:?}: cannot split: {err}", self.config.name, self.config.cback_command))
+            Error::usage(format!(
+                "peer {}: cback command {:?}: cannot split: {err}",
+                self.config.name, self.config.cback_command
+            ))
         })?;
         if words.is_empty() {
-            return Err(Error::usage(format!("peer {}: cback command is empty", self.config.name)));
+            return Err(Error::usage(format!(
+                "peer {}: cback command is empty",
+                self.config.name
+            )));
         }
         if full {
             words.push("--full".to_string());
         }
         words.push(action.to_string());
-        let cmd = self.wrap(self.rsh.clone().arg(self.destination()).arg(remote_command_line(&words)))?;
+        let cmd = self.wrap(
+            self.rsh
+                .clone()
+                .arg(self.destination())
+                .arg(remote_command_line(&words)),
+        )?;
         if self.options.dry_run {
             print_dry_run(cmd);
             return Ok(());
         }
         let finished = self.run(&cmd)?;
-        for line in String::from_utf8_lossy(&finished.stdout).lines().chain(finished.stderr.lines()) {
+        for line in String::from_utf8_lossy(&finished.stdout)
+            .lines()
+            .chain(finished.stderr.lines())
+        {
             log::info!("peer {}: {action}: {line}", self.config.name);
         }
         if finished.success() {
             return Ok(());
         }
-        let mut err = self.failure(&format!("managed action {action} failed (status {})", finished.code()), &finished);
+        let mut err = self.failure(
+            &format!(
+                "managed action {action} failed (status {})",
+                finished.code()
+            ),
+            &finished,
+        );
         if finished.code() != 255 {
             err.kind = crate::error::ErrorKind::Failed;
         }
@@ -428,7 +585,9 @@ fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
             skip_value = false;
             continue;
         }
-        let Some(flags) = word.strip_prefix('-') else { continue };
+        let Some(flags) = word.strip_prefix('-') else {
+            continue;
+        };
         for (i, flag) in flags.char_indices() {
             match flag {
                 'O' => return ScpProtocol::Legacy,
@@ -441,12 +600,16 @@ fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
             }
         }
     }
-    let is_scp = Path::new(rcp.program()).file_name().is_some_and(|name| name == "scp");
+    let is_scp = Path::new(rcp.program())
+        .file_name()
+        .is_some_and(|name| name == "scp");
     if !is_scp {
         return ScpProtocol::Legacy;
     }
     match Cmd::new(rcp.program()).run(None) {
-        Ok(usage) if usage.stderr.contains("usage: scp [") && usage.stderr.contains('O') => ScpProtocol::Sftp,
+        Ok(usage) if usage.stderr.contains("usage: scp [") && usage.stderr.contains('O') => {
+            ScpProtocol::Sftp
+        }
         _ => ScpProtocol::Legacy,
     }
 }
@@ -458,7 +621,10 @@ mod tests {
     #[test]
     fn escape_glob_keeps_plain_paths_and_escapes_the_rest() {
         assert_eq!(escape_glob("/var/backup/collect"), "/var/backup/collect");
-        assert_eq!(escape_glob("/a b/$(x);`y`*'\""), r#"/a\ b/\$\(x\)\;\`y\`\*\'\""#);
+        assert_eq!(
+            escape_glob("/a b/$(x);`y`*'\""),
+            r#"/a\ b/\$\(x\)\;\`y\`\*\'\""#
+        );
         assert_eq!(escape_glob("/données"), "/données");
     }
 
@@ -466,8 +632,14 @@ mod tests {
     fn skip_lines_of_both_scp_protocols() {
         assert!(is_skip_line("scp: download /c/sub/: not a regular file"));
         assert!(is_skip_line("scp: /c/sub: not a regular file"));
-        assert_eq!(skip_entry("scp: download /c/sub/: not a regular file"), "/c/sub/: not a regular file");
-        assert_eq!(skip_entry("/usr/bin/scp: /c/f: not a regular file"), "/c/f: not a regular file");
+        assert_eq!(
+            skip_entry("scp: download /c/sub/: not a regular file"),
+            "/c/sub/: not a regular file"
+        );
+        assert_eq!(
+            skip_entry("/usr/bin/scp: /c/f: not a regular file"),
+            "/c/f: not a regular file"
+        );
         assert!(!is_skip_line("scp: /c/x: Permission denied"));
     }
 
@@ -491,7 +663,10 @@ mod tests {
 
     #[test]
     fn remote_paths_and_destinations() {
-        assert_eq!(peer(Some("backup"), "db1").remote_path("/x"), "backup@db1:/x");
+        assert_eq!(
+            peer(Some("backup"), "db1").remote_path("/x"),
+            "backup@db1:/x"
+        );
         assert_eq!(peer(None, "::1").remote_path("/x"), "[::1]:/x");
         assert_eq!(peer(None, "db1").destination(), "db1");
         assert_eq!(peer(Some("b"), "db1").destination(), "b@db1");

@@ -1,0 +1,108 @@
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::config::{Config, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR};
+use crate::error::{Error, Result};
+use crate::peer::{self, PeerOptions};
+
+use super::Context;
+
+#[derive(Serialize)]
+struct PeerState {
+    peer: String,
+    collect_indicator: Option<bool>,
+    stage_indicator: Option<bool>,
+    error: Option<String>,
+}
+
+/// Probes both indicators of every peer; changes nothing. Exit 0 when every peer answered,
+/// 69 when one could not be reached, 1 for any other failure.
+pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
+    let config = Config::load(&args.config)?;
+    for name in &args.only {
+        if config.peer(name).is_none() {
+            return Err(Error::usage(format!(
+                "config {}: no peer named {name:?} (--only)",
+                args.config.display()
+            )));
+        }
+    }
+    let selected: Vec<_> = config
+        .peers
+        .iter()
+        .filter(|peer| args.only.is_empty() || args.only.contains(&peer.name))
+        .collect();
+    let mut states = Vec::new();
+    let mut exit = 0;
+    for peer_config in selected {
+        let peer = peer::build(
+            peer_config,
+            PeerOptions {
+                dry_run: context.dry_run,
+                deadline: None,
+            },
+        )?;
+        let mut state = PeerState {
+            peer: peer_config.name.clone(),
+            collect_indicator: None,
+            stage_indicator: None,
+            error: None,
+        };
+        let probe = peer
+            .check_collect_indicator(DEFAULT_COLLECT_INDICATOR)
+            .and_then(|collect| {
+                Ok((
+                    collect,
+                    peer.check_collect_indicator(DEFAULT_STAGE_INDICATOR)?,
+                ))
+            });
+        match probe {
+            Ok((collect, stage)) => {
+                state.collect_indicator = Some(collect);
+                state.stage_indicator = Some(stage);
+            }
+            Err(err) => {
+                exit = exit.max(err.exit_code());
+                log::error!("{err}");
+                state.error = Some(err.message);
+            }
+        }
+        states.push(state);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&states).unwrap_or_default()
+        );
+    } else if !context.quiet && !context.dry_run {
+        let width = states
+            .iter()
+            .map(|s| s.peer.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        println!(
+            "{:<width$}  {:<13}  {:<13}",
+            "PEER", DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR
+        );
+        let show = |flag: Option<bool>| match flag {
+            Some(true) => "present",
+            Some(false) => "absent",
+            None => "?",
+        };
+        for state in &states {
+            let tail = state
+                .error
+                .as_deref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default();
+            println!(
+                "{:<width$}  {:<13}  {:<13}{tail}",
+                state.peer,
+                show(state.collect_indicator),
+                show(state.stage_indicator)
+            );
+        }
+    }
+    Ok(exit)
+}

@@ -1,0 +1,131 @@
+//! Commands run at the job events of a pool run, as Bacula/Bareos run scripts at job events:
+//! run start, before and after each peer, run end. They are told what happened through
+//! `PEERSTAGE_*` environment variables. Hook commands come only from the config file; they
+//! are split like a shell would and run directly, never through one.
+
+use std::time::Instant;
+
+use crate::process::Cmd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    RunStart,
+    PrePeer,
+    PostPeer,
+    RunEnd,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::RunStart => "run-start",
+            Event::PrePeer => "pre-peer",
+            Event::PostPeer => "post-peer",
+            Event::RunEnd => "run-end",
+        }
+    }
+}
+
+/// Runs each command of an event in order, stopping at the first that fails. The hooks'
+/// output goes to stderr, so that `--json` on stdout stays one parseable document.
+/// Returns the first failure as one line.
+pub fn run(
+    commands: &[String],
+    event: Event,
+    vars: &[(&str, String)],
+    dry_run: bool,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
+    for line in commands {
+        let cmd =
+            Cmd::parse(line, &format!("{} hook", event.as_str())).map_err(|err| err.message)?;
+        if dry_run {
+            crate::peer::print_dry_run(format_args!("{cmd}   # {} hook", event.as_str()));
+            continue;
+        }
+        log::info!("{} hook: {cmd}", event.as_str());
+        let mut expression = duct::cmd(cmd.program(), cmd.get_args())
+            .env("PEERSTAGE_EVENT", event.as_str())
+            .stdin_null()
+            .stdout_to_stderr()
+            .unchecked();
+        for (name, value) in vars {
+            expression = expression.env(format!("PEERSTAGE_{name}"), value);
+        }
+        let handle = expression
+            .start()
+            .map_err(|err| format!("{} hook {line:?}: cannot run: {err}", event.as_str()))?;
+        if let Some(deadline) = deadline {
+            match handle.wait_deadline(deadline) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let _ = handle.kill();
+                    return Err(format!(
+                        "{} hook {line:?}: timed out, killed",
+                        event.as_str()
+                    ));
+                }
+                Err(err) => return Err(format!("{} hook {line:?}: {err}", event.as_str())),
+            }
+        }
+        let output = handle
+            .into_output()
+            .map_err(|err| format!("{} hook {line:?}: {err}", event.as_str()))?;
+        if !output.status.success() {
+            let status = output
+                .status
+                .code()
+                .map_or_else(|| "a signal".to_string(), |code| format!("status {code}"));
+            return Err(format!(
+                "{} hook {line:?} failed with {status}",
+                event.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_see_their_variables_and_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let script = format!(
+            "sh -c 'echo $PEERSTAGE_EVENT $PEERSTAGE_PEER > {}'",
+            out.display()
+        );
+        run(
+            &[script],
+            Event::PrePeer,
+            &[("PEER", "db1".into())],
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "pre-peer db1\n");
+
+        let marker = dir.path().join("second");
+        let commands = ["false".to_string(), format!("touch {}", marker.display())];
+        let err = run(&commands, Event::RunStart, &[], false, None).unwrap_err();
+        assert_eq!(err, r#"run-start hook "false" failed with status 1"#);
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn dry_run_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("m");
+        run(
+            &[format!("touch {}", marker.display())],
+            Event::RunEnd,
+            &[],
+            true,
+            None,
+        )
+        .unwrap();
+        assert!(!marker.exists());
+    }
+}

@@ -1,0 +1,238 @@
+//! The job report of a pool run: per peer a Bacula-style status, files, bytes and seconds.
+//! The same data is printed as a table for people, as JSON with `--json`, and written as a
+//! JSON file into the daily dir.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// A peer's outcome, with Bacula's job status letters where one fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PeerStatus {
+    /// T: staged, verified and marked.
+    Completed,
+    /// E: reached, but something failed (copy, indicator, managed action, hook).
+    Error,
+    /// f: fatal: the peer could not be reached, or could not even be set up.
+    Fatal,
+    /// A: canceled (a run-start hook failed, or the run was interrupted).
+    Canceled,
+    /// N: the collect indicator was not there.
+    NotReady,
+    /// S: skipped, because a pre-peer hook failed.
+    Skipped,
+}
+
+impl PeerStatus {
+    pub fn letter(self) -> char {
+        match self {
+            PeerStatus::Completed => 'T',
+            PeerStatus::Error => 'E',
+            PeerStatus::Fatal => 'f',
+            PeerStatus::Canceled => 'A',
+            PeerStatus::NotReady => 'N',
+            PeerStatus::Skipped => 'S',
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            PeerStatus::Completed => "completed",
+            PeerStatus::Error => "terminated with errors",
+            PeerStatus::Fatal => "fatal error",
+            PeerStatus::Canceled => "canceled",
+            PeerStatus::NotReady => "not ready",
+            PeerStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerResult {
+    pub peer: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: char,
+    pub status_word: &'static str,
+    /// The failure does not fail the run (the peer's ignore-failure mode says so).
+    pub ignored: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub target_dir: String,
+    /// Entries of the collect dir that were not staged.
+    pub skipped_entries: Vec<String>,
+    /// The error, one line, when there was one.
+    pub message: Option<String>,
+    #[serde(skip)]
+    pub outcome: PeerStatus,
+}
+
+impl PeerResult {
+    pub fn new(peer: &str, kind: &'static str, target_dir: String) -> PeerResult {
+        PeerResult {
+            peer: peer.to_string(),
+            kind,
+            status: PeerStatus::Completed.letter(),
+            status_word: PeerStatus::Completed.word(),
+            ignored: false,
+            files: 0,
+            bytes: 0,
+            seconds: 0.0,
+            target_dir,
+            skipped_entries: Vec::new(),
+            message: None,
+            outcome: PeerStatus::Completed,
+        }
+    }
+
+    pub fn set_status(&mut self, status: PeerStatus) {
+        self.outcome = status;
+        self.status = status.letter();
+        self.status_word = status.word();
+    }
+
+    /// Whether this peer makes the run fail.
+    pub fn fails_run(&self) -> bool {
+        self.outcome != PeerStatus::Completed && !self.ignored
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub started: String,
+    pub finished: String,
+    pub date: String,
+    pub full: bool,
+    pub config: String,
+    pub staging_dir: String,
+    pub daily_dir: String,
+    pub dry_run: bool,
+    /// T when every peer completed or was ignored, E otherwise, A when canceled.
+    pub status: char,
+    pub status_word: &'static str,
+    pub exit_code: i32,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub peers: Vec<PeerResult>,
+}
+
+impl JobReport {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
+    }
+
+    /// A table for people, one line per peer, then the totals.
+    pub fn to_table(&self) -> String {
+        let width = self
+            .peers
+            .iter()
+            .map(|p| p.peer.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<width$}  ST  {:<22}  {:>8}  {:>12}  {:>8}",
+            "PEER", "STATUS", "FILES", "BYTES", "SECONDS"
+        );
+        for peer in &self.peers {
+            let word = if peer.ignored && peer.outcome != PeerStatus::Completed {
+                format!("{} (ignored)", peer.status_word)
+            } else {
+                peer.status_word.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {}   {:<22}  {:>8}  {:>12}  {:>8.1}",
+                peer.peer, peer.status, word, peer.files, peer.bytes, peer.seconds
+            );
+        }
+        let _ = writeln!(
+            out,
+            "run {} {}: {} ({}), {} files, {} bytes, {:.1} s{}",
+            self.date,
+            self.daily_dir,
+            self.status,
+            self.status_word,
+            self.files,
+            self.bytes,
+            self.seconds,
+            if self.dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
+        );
+        for peer in self.peers.iter().filter(|peer| peer.message.is_some()) {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                peer.peer,
+                peer.message.as_deref().unwrap_or_default()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> JobReport {
+        let mut ok = PeerResult::new("db1", "remote", "/s/2026/11/22/db1".into());
+        ok.files = 3;
+        ok.bytes = 300;
+        let mut down = PeerResult::new("web1", "remote", "/s/2026/11/22/web1".into());
+        down.set_status(PeerStatus::Fatal);
+        down.message = Some("peer web1: Connection refused".into());
+        JobReport {
+            started: "2026-11-22T02:00:00Z".into(),
+            finished: "2026-11-22T02:00:01Z".into(),
+            date: "2026-11-22".into(),
+            full: false,
+            config: "/etc/cback3.conf".into(),
+            staging_dir: "/s".into(),
+            daily_dir: "/s/2026/11/22".into(),
+            dry_run: false,
+            status: 'E',
+            status_word: PeerStatus::Error.word(),
+            exit_code: 1,
+            files: 3,
+            bytes: 300,
+            seconds: 1.0,
+            peers: vec![ok, down],
+        }
+    }
+
+    #[test]
+    fn json_has_letters_and_words() {
+        let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(json["peers"][0]["status"], "T");
+        assert_eq!(json["peers"][1]["status"], "f");
+        assert_eq!(json["peers"][1]["status_word"], "fatal error");
+        assert_eq!(json["exit_code"], 1);
+    }
+
+    #[test]
+    fn table_names_each_peer_and_its_error() {
+        let table = report().to_table();
+        assert!(table.contains("db1   T   completed"), "{table}");
+        assert!(
+            table.contains("web1: peer web1: Connection refused"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn ignored_failures_do_not_fail_the_run() {
+        let mut peer = PeerResult::new("x", "local", String::new());
+        peer.set_status(PeerStatus::NotReady);
+        assert!(peer.fails_run());
+        peer.ignored = true;
+        assert!(!peer.fails_run());
+    }
+}
