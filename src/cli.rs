@@ -80,8 +80,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Config file: native TOML, or Cedar Backup's cback3.conf
-    #[arg(short, long, value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(short, long, value_name = "FILE", required_unless_present = "demo")]
+    pub config: Option<PathBuf>,
+
+    /// Stage a built-in demo pool of two local peers in a new temp dir (no config, no server)
+    #[arg(long, conflicts_with = "config")]
+    pub demo: bool,
 
     /// A full (weekly) run: passed to managed actions, and decides daily/weekly ignore modes
     #[arg(long)]

@@ -7,6 +7,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 pub mod date;
+mod demo;
 pub mod docs;
 pub mod error;
 pub mod fsutil;

@@ -7,7 +7,10 @@ use crate::pool::{self, progress_wanted, RunOptions};
 use super::Context;
 
 pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
-    let config = Config::load(&args.config)?;
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => crate::demo::prepare()?,
+    };
     let date = match &args.date {
         Some(text) => Date::parse(text)?,
         None => Date::today(),
@@ -28,6 +31,9 @@ pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
     } else if !context.quiet {
         // The table is the run's result, for a person or a cron mail: stdout.
         print!("{}", report.to_table());
+    }
+    if args.demo && !args.json && !context.quiet {
+        println!("demo pool: collect dirs under {}, staged into {}", config.staging_dir.with_file_name("peers").display(), report.daily_dir);
     }
     Ok(report.exit_code)
 }
