@@ -195,7 +195,16 @@ impl Config {
             ))
         })?;
         if text.trim_start().starts_with('<') {
-            cedar::parse(path, &text)
+            let mut config = cedar::parse(path, &text)?;
+            // Cedar runs the copies for remote peers as backup_user when started as root.
+            if crate::ownership::running_as_root() {
+                for peer in &mut config.peers {
+                    if peer.kind == PeerKind::Remote && peer.local_user.is_none() {
+                        peer.local_user.clone_from(&config.backup_user);
+                    }
+                }
+            }
+            Ok(config)
         } else {
             native::parse(path, &text)
         }
