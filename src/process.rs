@@ -44,13 +44,19 @@ impl Finished {
     }
     /// The non-empty lines of stderr, trimmed.
     pub fn stderr_lines(&self) -> impl Iterator<Item = &str> {
-        self.stderr.lines().map(str::trim).filter(|line| !line.is_empty())
+        self.stderr
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
     }
 }
 
 impl Cmd {
     pub fn new(program: impl Into<OsString>) -> Cmd {
-        Cmd { program: program.into(), args: Vec::new() }
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
@@ -63,7 +69,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|arg| arg.as_ref().to_os_string()));
+        self.args
+            .extend(args.into_iter().map(|arg| arg.as_ref().to_os_string()));
         self
     }
 
@@ -73,6 +80,11 @@ impl Cmd {
 
     pub fn get_args(&self) -> &[OsString] {
         &self.args
+    }
+
+    /// The program without its arguments, to build a different call of the same tool.
+    pub fn bare(&self) -> Cmd {
+        Cmd::new(&self.program)
     }
 
     /// Builds a command from a configured command line such as `/usr/bin/scp -B -q -C`:
@@ -85,8 +97,9 @@ impl Cmd {
         let Some((program, args)) = words.split_first() else {
             return Err(Error::usage(format!("{what} is empty")));
         };
-        let resolved = resolve(program)
-            .ok_or_else(|| Error::usage(format!("{what} {line:?}: {program}: command not found")))?;
+        let resolved = resolve(program).ok_or_else(|| {
+            Error::usage(format!("{what} {line:?}: {program}: command not found"))
+        })?;
         Ok(Cmd::new(resolved).args(args))
     }
 
@@ -123,12 +136,13 @@ impl Cmd {
             .stdout_capture()
             .stderr_capture()
             .unchecked()
+            .before_spawn(own_process_group)
             .start()?;
         let mut timed_out = false;
         if let Some(deadline) = deadline {
             if handle.wait_deadline(deadline)?.is_none() {
                 timed_out = true;
-                handle.kill()?;
+                kill_groups(&handle.pids());
             }
         }
         let output = handle.into_output()?;
@@ -138,6 +152,22 @@ impl Cmd {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             timed_out,
         })
+    }
+
+    /// Starts the command in the background, in a process group of its own, with stdin and
+    /// stdout closed and stderr into `stderr_file`. The whole group is killed when the
+    /// returned value is dropped.
+    pub fn spawn(&self, stderr_file: &Path) -> io::Result<Background> {
+        log::debug!("starting: {self}");
+        let handle = self
+            .expression()
+            .stdin_null()
+            .stdout_null()
+            .stderr_path(stderr_file)
+            .unchecked()
+            .before_spawn(own_process_group)
+            .start()?;
+        Ok(Background { handle })
     }
 
     /// Runs the command with our stdin, stdout and stderr, so a remote command's output passes
@@ -150,6 +180,42 @@ impl Cmd {
     fn expression(&self) -> duct::Expression {
         // The messages we match on (scp's "No such file or directory") must not be translated.
         duct::cmd(&self.program, &self.args).env("LC_ALL", "C")
+    }
+}
+
+/// A child started with `Cmd::spawn`.
+pub struct Background {
+    handle: duct::Handle,
+}
+
+impl Background {
+    /// Whether the child has exited.
+    pub fn exited(&self) -> bool {
+        !matches!(self.handle.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if !self.exited() {
+            kill_groups(&self.handle.pids());
+        }
+        let _ = self.handle.wait();
+    }
+}
+
+/// Puts a child in a process group of its own, so that a deadline kills it together with
+/// what it started (scp's ssh, su's shell): a grandchild left alive would hold our pipes open.
+fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    Ok(())
+}
+
+fn kill_groups(pids: &[u32]) {
+    for &pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 
@@ -209,7 +275,11 @@ pub fn quote_os(word: &OsStr) -> String {
 /// Joins words into one command string for a remote shell (the remote side of ssh), each
 /// word quoted so that it arrives as one argument, whatever it holds.
 pub fn remote_command_line<S: AsRef<str>>(words: &[S]) -> String {
-    words.iter().map(|word| quote(word.as_ref())).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|word| quote(word.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -219,7 +289,10 @@ mod tests {
     #[test]
     fn displays_exactly_what_runs_quoted() {
         let cmd = Cmd::new("/usr/bin/scp").args(["-B", "host:/a b/*", "it's", "$(x)"]);
-        assert_eq!(cmd.to_string(), r#"/usr/bin/scp -B 'host:/a b/*' 'it'\''s' '$(x)'"#);
+        assert_eq!(
+            cmd.to_string(),
+            r#"/usr/bin/scp -B 'host:/a b/*' 'it'\''s' '$(x)'"#
+        );
     }
 
     #[test]
@@ -239,38 +312,64 @@ mod tests {
     #[test]
     fn parse_reports_missing_programs_and_bad_quoting() {
         let err = Cmd::parse("/nonexistent/scp -B", "rcp command").unwrap_err();
-        assert_eq!(err.message, r#"rcp command "/nonexistent/scp -B": /nonexistent/scp: command not found"#);
+        assert_eq!(
+            err.message,
+            r#"rcp command "/nonexistent/scp -B": /nonexistent/scp: command not found"#
+        );
         assert!(Cmd::parse("scp 'unclosed", "rcp command").is_err());
         assert!(Cmd::parse("  ", "rcp command").is_err());
     }
 
     #[test]
     fn su_wrapper_quotes_each_word_once() {
-        let cmd = Cmd::new("/usr/bin/scp").args(["h:/x/*", "/t/a b;c"]).as_user("backup").unwrap();
+        let cmd = Cmd::new("/usr/bin/scp")
+            .args(["h:/x/*", "/t/a b;c"])
+            .as_user("backup")
+            .unwrap();
         let args: Vec<_> = cmd.get_args().iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(args, ["backup", "-c", "/usr/bin/scp 'h:/x/*' '/t/a b;c'"]);
     }
 
     #[test]
     fn remote_command_line_keeps_every_argument_whole() {
-        let line = remote_command_line(&["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]);
+        let line =
+            remote_command_line(&["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]);
         let back = shell_words::split(&line).unwrap();
-        assert_eq!(back, ["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]);
+        assert_eq!(
+            back,
+            ["printf", "%s\\n", "a b", "'q'", "$(touch x)", "`y`", ";"]
+        );
     }
 
     #[test]
     fn run_captures_output_and_status() {
-        let done = Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).run(None).unwrap();
+        let done = Cmd::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .run(None)
+            .unwrap();
         assert_eq!(done.code(), 3);
         assert_eq!(done.stdout, b"out\n");
         assert_eq!(done.stderr_lines().collect::<Vec<_>>(), ["err"]);
     }
 
     #[test]
-    fn run_kills_a_child_past_its_deadline() {
-        let deadline = Instant::now() + std::time::Duration::from_millis(200);
-        let done = Cmd::new("sleep").arg("10").run(Some(deadline)).unwrap();
+    fn run_kills_a_child_and_its_children_past_the_deadline() {
+        let start = Instant::now();
+        let deadline = start + std::time::Duration::from_millis(300);
+        // The grandchild holds stdout open: if only sh were killed, run would wait 30 s.
+        let done = Cmd::new("sh").args(["-c", "sleep 30; echo"]).run(Some(deadline)).unwrap();
         assert!(done.timed_out);
         assert!(!done.success());
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn background_children_are_killed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Cmd::new("sleep").arg("30").spawn(&dir.path().join("err")).unwrap();
+        assert!(!child.exited());
+        let start = Instant::now();
+        drop(child);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
     }
 }
