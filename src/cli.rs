@@ -40,6 +40,20 @@ pub struct Cli {
     #[arg(short = 'n', long, global = true)]
     pub dry_run: bool,
 
+    /// Give up on a peer that takes longer than this (its commands are killed, nothing partial
+    /// is kept; the peer counts as unreachable) [default: the config's timeout, else none]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+
+    /// Open a new ssh connection for each command instead of sharing one per remote peer
+    #[arg(long, global = true)]
+    pub no_multiplex: bool,
+
+    /// Directory for lock files [default: the config's lock_dir, else /run/peerstage as root,
+    /// else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]
+    #[arg(long, global = true, value_name = "DIR", env = "PEERSTAGE_LOCK_DIR")]
+    pub lock_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

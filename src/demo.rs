@@ -10,26 +10,60 @@ use crate::error::{io_cause, Error, Result};
 
 /// (peer, file name, contents) of the demo collect dirs.
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("alpha", "alpha-etc-20261121.tar", include_bytes!("../fixtures/demo/peers/alpha/alpha-etc-20261121.tar")),
-    ("alpha", "alpha-home-20261121.tar", include_bytes!("../fixtures/demo/peers/alpha/alpha-home-20261121.tar")),
-    ("alpha", "alpha-mysql-20261121.sql", include_bytes!("../fixtures/demo/peers/alpha/alpha-mysql-20261121.sql")),
-    ("alpha", "cback.collect", include_bytes!("../fixtures/demo/peers/alpha/cback.collect")),
-    ("beta", "beta-etc-20261121.tar", include_bytes!("../fixtures/demo/peers/beta/beta-etc-20261121.tar")),
-    ("beta", "beta-www-20261121.tar", include_bytes!("../fixtures/demo/peers/beta/beta-www-20261121.tar")),
-    ("beta", "cback.collect", include_bytes!("../fixtures/demo/peers/beta/cback.collect")),
+    (
+        "alpha",
+        "alpha-etc-20261121.tar",
+        include_bytes!("../fixtures/demo/peers/alpha/alpha-etc-20261121.tar"),
+    ),
+    (
+        "alpha",
+        "alpha-home-20261121.tar",
+        include_bytes!("../fixtures/demo/peers/alpha/alpha-home-20261121.tar"),
+    ),
+    (
+        "alpha",
+        "alpha-mysql-20261121.sql",
+        include_bytes!("../fixtures/demo/peers/alpha/alpha-mysql-20261121.sql"),
+    ),
+    (
+        "alpha",
+        "cback.collect",
+        include_bytes!("../fixtures/demo/peers/alpha/cback.collect"),
+    ),
+    (
+        "beta",
+        "beta-etc-20261121.tar",
+        include_bytes!("../fixtures/demo/peers/beta/beta-etc-20261121.tar"),
+    ),
+    (
+        "beta",
+        "beta-www-20261121.tar",
+        include_bytes!("../fixtures/demo/peers/beta/beta-www-20261121.tar"),
+    ),
+    (
+        "beta",
+        "cback.collect",
+        include_bytes!("../fixtures/demo/peers/beta/cback.collect"),
+    ),
 ];
 
 /// Lays the demo pool out under a new private dir in the temp dir and returns its config.
 /// The dir is kept, so the user can look at what was staged.
 pub fn prepare() -> Result<Config> {
     let template = std::env::temp_dir().join("peerstage-demo-XXXXXX");
-    let root = nix::unistd::mkdtemp(&template)
-        .map_err(|err| Error::failed(format!("{}: cannot create the demo dir: {err}", template.display())))?;
+    let root = nix::unistd::mkdtemp(&template).map_err(|err| {
+        Error::failed(format!(
+            "{}: cannot create the demo dir: {err}",
+            template.display()
+        ))
+    })?;
     let write = |path: &Path, contents: &[u8]| {
-        fs::write(path, contents).map_err(|err| Error::failed(format!("{}: {}", path.display(), io_cause(&err))))
+        fs::write(path, contents)
+            .map_err(|err| Error::failed(format!("{}: {}", path.display(), io_cause(&err))))
     };
     let mkdir = |path: &Path| {
-        fs::create_dir_all(path).map_err(|err| Error::failed(format!("{}: {}", path.display(), io_cause(&err))))
+        fs::create_dir_all(path)
+            .map_err(|err| Error::failed(format!("{}: {}", path.display(), io_cause(&err))))
     };
     let mut peers: Vec<PeerConfig> = Vec::new();
     for (peer, name, contents) in FILES {
@@ -52,6 +86,7 @@ pub fn prepare() -> Result<Config> {
         lock_dir: Some(root.join("locks")),
         jobs: None,
         timeout: None,
+        multiplex: true,
         hooks: HookConfig::default(),
         peers,
     })

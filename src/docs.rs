@@ -200,6 +200,7 @@ starting_day = "monday"               # first day of the weekly cycle
 lock_dir = "/run/peerstage"           # default: /run/peerstage as root
 jobs = 4                              # peers staged at once
 timeout = 3600                        # seconds one peer may take
+multiplex = true                      # one ssh connection per peer
 
 [defaults]                            # for every peer that does not say
 rcp_command = "/usr/bin/scp \-B \-q \-C"

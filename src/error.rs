@@ -47,7 +47,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn usage(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Usage, message)
@@ -70,7 +73,10 @@ impl Error {
         if self.message.starts_with("peer ") {
             return self;
         }
-        Error { kind: self.kind, message: format!("peer {peer}: {}", self.message) }
+        Error {
+            kind: self.kind,
+            message: format!("peer {peer}: {}", self.message),
+        }
     }
 }
 

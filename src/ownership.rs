@@ -31,7 +31,9 @@ impl Ownership {
             None => (text, None),
         };
         if user.is_empty() {
-            return Err(Error::usage(format!("owner {text:?}: no user given (expected USER[:GROUP] or UID:GID)")));
+            return Err(Error::usage(format!(
+                "owner {text:?}: no user given (expected USER[:GROUP] or UID:GID)"
+            )));
         }
         let (uid, primary_gid) = resolve_user(user, text)?;
         let gid = match group {
@@ -54,8 +56,12 @@ impl Ownership {
     }
 
     pub fn apply(&self, file: &File) -> std::io::Result<()> {
-        nix::unistd::fchown(file, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
-            .map_err(std::io::Error::from)
+        nix::unistd::fchown(
+            file,
+            Some(Uid::from_raw(self.uid)),
+            Some(Gid::from_raw(self.gid)),
+        )
+        .map_err(std::io::Error::from)
     }
 }
 
@@ -66,8 +72,12 @@ fn resolve_user(user: &str, whole: &str) -> Result<(u32, Option<u32>)> {
     }
     match User::from_name(user) {
         Ok(Some(account)) => Ok((account.uid.as_raw(), Some(account.gid.as_raw()))),
-        Ok(None) => Err(Error::usage(format!("owner {whole:?}: no such user: {user}"))),
-        Err(err) => Err(Error::usage(format!("owner {whole:?}: cannot look up user {user}: {err}"))),
+        Ok(None) => Err(Error::usage(format!(
+            "owner {whole:?}: no such user: {user}"
+        ))),
+        Err(err) => Err(Error::usage(format!(
+            "owner {whole:?}: cannot look up user {user}: {err}"
+        ))),
     }
 }
 
@@ -77,8 +87,12 @@ fn resolve_group(group: &str, whole: &str) -> Result<u32> {
     }
     match Group::from_name(group) {
         Ok(Some(found)) => Ok(found.gid.as_raw()),
-        Ok(None) => Err(Error::usage(format!("owner {whole:?}: no such group: {group}"))),
-        Err(err) => Err(Error::usage(format!("owner {whole:?}: cannot look up group {group}: {err}"))),
+        Ok(None) => Err(Error::usage(format!(
+            "owner {whole:?}: no such group: {group}"
+        ))),
+        Err(err) => Err(Error::usage(format!(
+            "owner {whole:?}: cannot look up group {group}: {err}"
+        ))),
     }
 }
 
@@ -88,11 +102,18 @@ pub struct Mode(pub u32);
 
 impl Mode {
     pub fn parse(text: &str) -> Result<Mode> {
-        let valid = !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
-        let value = if valid { u32::from_str_radix(text, 8).ok() } else { None };
+        let valid =
+            !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        let value = if valid {
+            u32::from_str_radix(text, 8).ok()
+        } else {
+            None
+        };
         match value {
             Some(mode) if mode <= 0o7777 => Ok(Mode(mode)),
-            _ => Err(Error::usage(format!("mode {text:?}: expected an octal mode such as 0640"))),
+            _ => Err(Error::usage(format!(
+                "mode {text:?}: expected an octal mode such as 0640"
+            ))),
         }
     }
 
@@ -119,10 +140,13 @@ impl Perms {
     /// `fallback_mode` is used when no mode was asked for (a copied file keeps its source's).
     pub fn apply(&self, file: &File, fallback_mode: Option<Mode>) -> Result<(), String> {
         if let Some(owner) = self.owner {
-            owner.apply(file).map_err(|err| format!("cannot chown to {owner}: {}", io_cause(&err)))?;
+            owner
+                .apply(file)
+                .map_err(|err| format!("cannot chown to {owner}: {}", io_cause(&err)))?;
         }
         if let Some(mode) = self.mode.or(fallback_mode) {
-            mode.apply(file).map_err(|err| format!("cannot chmod to {mode}: {}", io_cause(&err)))?;
+            mode.apply(file)
+                .map_err(|err| format!("cannot chmod to {mode}: {}", io_cause(&err)))?;
         }
         Ok(())
     }
@@ -138,24 +162,52 @@ mod tests {
 
     #[test]
     fn parses_numeric_owners() {
-        assert_eq!(Ownership::parse("1234:2345").unwrap(), Ownership { uid: 1234, gid: 2345 });
+        assert_eq!(
+            Ownership::parse("1234:2345").unwrap(),
+            Ownership {
+                uid: 1234,
+                gid: 2345
+            }
+        );
     }
 
     #[test]
     fn parses_names_and_primary_group() {
-        assert_eq!(Ownership::parse("root").unwrap(), Ownership { uid: 0, gid: 0 });
-        assert_eq!(Ownership::parse("root:root").unwrap(), Ownership { uid: 0, gid: 0 });
-        assert_eq!(Ownership::parse("0:root").unwrap(), Ownership { uid: 0, gid: 0 });
-        assert_eq!(Ownership::from_names("root", None).unwrap(), Ownership { uid: 0, gid: 0 });
+        assert_eq!(
+            Ownership::parse("root").unwrap(),
+            Ownership { uid: 0, gid: 0 }
+        );
+        assert_eq!(
+            Ownership::parse("root:root").unwrap(),
+            Ownership { uid: 0, gid: 0 }
+        );
+        assert_eq!(
+            Ownership::parse("0:root").unwrap(),
+            Ownership { uid: 0, gid: 0 }
+        );
+        assert_eq!(
+            Ownership::from_names("root", None).unwrap(),
+            Ownership { uid: 0, gid: 0 }
+        );
     }
 
     #[test]
     fn rejects_unknown_and_malformed_owners() {
-        for bad in ["", ":0", "0:", "no-such-user-xyz", "root:no-such-group-xyz", "4000000123"] {
+        for bad in [
+            "",
+            ":0",
+            "0:",
+            "no-such-user-xyz",
+            "root:no-such-group-xyz",
+            "4000000123",
+        ] {
             let err = Ownership::parse(bad).unwrap_err();
             assert_eq!(err.kind, crate::error::ErrorKind::Usage, "{bad}");
         }
-        assert!(Ownership::parse("no-such-user-xyz").unwrap_err().message.contains("no such user"));
+        assert!(Ownership::parse("no-such-user-xyz")
+            .unwrap_err()
+            .message
+            .contains("no such user"));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct RunOptions {
     /// Show progress on stderr (a terminal, and not --json).
     pub progress: bool,
     pub timeout: Option<Duration>,
+    /// Overrides the config's lock dir (--lock-dir).
+    pub lock_dir: Option<PathBuf>,
+    /// Share one ssh connection per remote peer (unless the config or --no-multiplex says no).
+    pub multiplex: bool,
 }
 
 /// What every worker shares.
@@ -80,9 +84,10 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
             config.staging_dir.display()
         )));
     }
-    let lock_dir = config
+    let lock_dir = options
         .lock_dir
         .clone()
+        .or_else(|| config.lock_dir.clone())
         .unwrap_or_else(lock::default_lock_dir);
     let _run_lock = if options.dry_run {
         None
@@ -432,6 +437,7 @@ impl Run<'_> {
             PeerOptions {
                 dry_run: self.options.dry_run,
                 deadline,
+                multiplex: self.options.multiplex && self.config.multiplex,
             },
         )
         .map_err(fatal)?;

@@ -142,7 +142,7 @@ impl Cmd {
         if let Some(deadline) = deadline {
             if handle.wait_deadline(deadline)?.is_none() {
                 timed_out = true;
-                kill_groups(&handle.pids());
+                terminate(&handle);
             }
         }
         let output = handle.into_output()?;
@@ -195,10 +195,17 @@ impl Background {
     }
 }
 
+impl Background {
+    /// Waits a little for the child to end by itself (after being asked to).
+    pub fn wait_briefly(&self, time: std::time::Duration) {
+        let _ = self.handle.wait_timeout(time);
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         if !self.exited() {
-            kill_groups(&self.handle.pids());
+            terminate(&self.handle);
         }
         let _ = self.handle.wait();
     }
@@ -211,11 +218,23 @@ fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
     Ok(())
 }
 
-fn kill_groups(pids: &[u32]) {
-    for &pid in pids {
-        if let Ok(pid) = i32::try_from(pid) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
+/// SIGTERM first, so that `su` passes it on to a command it runs in a session of its own
+/// (which no signal to our group would reach); then, once the child is gone or after two
+/// seconds, SIGKILL for whatever is left of its group.
+fn terminate(handle: &duct::Handle) {
+    use nix::sys::signal::{killpg, Signal};
+    let groups: Vec<_> = handle
+        .pids()
+        .into_iter()
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .map(nix::unistd::Pid::from_raw)
+        .collect();
+    for &group in &groups {
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    let _ = handle.wait_timeout(std::time::Duration::from_secs(2));
+    for &group in &groups {
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 
@@ -357,7 +376,10 @@ mod tests {
         let start = Instant::now();
         let deadline = start + std::time::Duration::from_millis(300);
         // The grandchild holds stdout open: if only sh were killed, run would wait 30 s.
-        let done = Cmd::new("sh").args(["-c", "sleep 30; echo"]).run(Some(deadline)).unwrap();
+        let done = Cmd::new("sh")
+            .args(["-c", "sleep 30; echo"])
+            .run(Some(deadline))
+            .unwrap();
         assert!(done.timed_out);
         assert!(!done.success());
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
@@ -366,7 +388,10 @@ mod tests {
     #[test]
     fn background_children_are_killed_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let child = Cmd::new("sleep").arg("30").spawn(&dir.path().join("err")).unwrap();
+        let child = Cmd::new("sleep")
+            .arg("30")
+            .spawn(&dir.path().join("err"))
+            .unwrap();
         assert!(!child.exited());
         let start = Instant::now();
         drop(child);

@@ -18,10 +18,8 @@ struct Row {
 
 pub fn run(context: &Context, args: LocksArgs) -> Result<i32> {
     let dir = match &args.config {
-        Some(path) => Config::load(path)?
-            .lock_dir
-            .unwrap_or_else(lock::default_lock_dir),
-        None => lock::default_lock_dir(),
+        Some(path) => context.lock_dir(Config::load(path)?.lock_dir.as_deref()),
+        None => context.lock_dir(None),
     };
     let locks = if dir.exists() {
         lock::list(&dir)?

@@ -25,12 +25,40 @@ use crate::peer::{self, Peer, PeerOptions};
 pub struct Context {
     pub dry_run: bool,
     pub quiet: bool,
+    pub timeout: Option<std::time::Duration>,
+    pub multiplex: bool,
+    /// --lock-dir or PEERSTAGE_LOCK_DIR, over the config's and the default.
+    pub lock_dir: Option<PathBuf>,
+}
+
+impl Context {
+    /// Peer options for a peer starting now; `config_timeout` is used when no --timeout was given.
+    pub fn lock_dir(&self, config_lock_dir: Option<&std::path::Path>) -> PathBuf {
+        self.lock_dir
+            .clone()
+            .or_else(|| config_lock_dir.map(std::path::Path::to_path_buf))
+            .unwrap_or_else(lock::default_lock_dir)
+    }
+
+    pub fn peer_options(&self, config_timeout: Option<u64>) -> PeerOptions {
+        let timeout = self
+            .timeout
+            .or(config_timeout.map(std::time::Duration::from_secs));
+        PeerOptions {
+            dry_run: self.dry_run,
+            deadline: timeout.map(|timeout| std::time::Instant::now() + timeout),
+            multiplex: self.multiplex,
+        }
+    }
 }
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let context = Context {
         dry_run: cli.dry_run,
         quiet: cli.quiet,
+        timeout: cli.timeout.map(std::time::Duration::from_secs),
+        multiplex: !cli.no_multiplex,
+        lock_dir: cli.lock_dir,
     };
     match cli.command {
         Command::Stage(args) => stage::run(&context, args),
@@ -47,14 +75,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 /// The peer named on the command line: from flags, or from `--config FILE --peer NAME`.
-/// Also returns the lock dir that peer's lock lives in: the config's, or the default.
-pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, PathBuf)> {
+/// Also returns the config's lock dir and timeout, when the peer came from a config.
+pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<PathBuf>, Option<u64>)> {
     if let (Some(file), Some(name)) = (&args.config, &args.peer) {
         let config = Config::load(file)?;
         let peer = config.peer(name).cloned().ok_or_else(|| {
             Error::usage(format!("config {}: no peer named {name:?}", file.display()))
         })?;
-        return Ok((peer, config.lock_dir.unwrap_or_else(lock::default_lock_dir)));
+        return Ok((peer, config.lock_dir, config.timeout));
     }
     let Some(collect_dir) = args.collect_dir.clone() else {
         return Err(Error::usage(
@@ -64,15 +92,12 @@ pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, PathBuf)> {
     let mut config = match &args.host {
         Some(host) => PeerConfig::new(host.clone(), PeerKind::Remote, collect_dir),
         None => {
-            // Without --name, the collect dir's last component names the peer when it can.
-            let name = args.name.clone().unwrap_or_else(|| {
-                collect_dir
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .filter(|name| peer::is_plain_name(name))
-                    .unwrap_or("local")
-                    .to_string()
-            });
+            // Without --name, the whole collect dir names the peer (`/srv/a/collect` is
+            // `srv-a-collect`), so that two collect dirs never share a peer lock.
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| default_local_name(&collect_dir));
             PeerConfig::new(name, PeerKind::Local, collect_dir)
         }
     };
@@ -88,7 +113,7 @@ pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, PathBuf)> {
     if let Some(cback) = &args.cback_command {
         config.cback_command = cback.clone();
     }
-    Ok((config, lock::default_lock_dir()))
+    Ok((config, None, None))
 }
 
 /// A peer to work on, with its lock when the work changes something.
@@ -107,15 +132,10 @@ impl std::ops::Deref for OpenPeer {
 /// Builds the peer named on the command line. With `locked`, takes the peer's lock, the same
 /// one `run` takes, so a hand-run stage and the nightly run never work on one peer at once.
 pub fn open_peer(context: &Context, args: &PeerArgs, locked: bool) -> Result<OpenPeer> {
-    let (config, lock_dir) = peer_config(args)?;
-    let peer = peer::build(
-        &config,
-        PeerOptions {
-            dry_run: context.dry_run,
-            deadline: None,
-        },
-    )?;
+    let (config, lock_dir, timeout) = peer_config(args)?;
+    let peer = peer::build(&config, context.peer_options(timeout))?;
     let lock = if locked && !context.dry_run {
+        let lock_dir = context.lock_dir(lock_dir.as_deref());
         lock::prepare_lock_dir(&lock_dir)?;
         Some(Lock::peer(&lock_dir, &config.name, args.wait)?)
     } else {
@@ -130,4 +150,38 @@ pub fn perms(owner: Option<&str>, mode: Option<&str>) -> Result<Perms> {
         owner: owner.map(Ownership::parse).transpose()?,
         mode: mode.map(Mode::parse).transpose()?,
     })
+}
+
+fn default_local_name(collect_dir: &std::path::Path) -> String {
+    let text = collect_dir.to_string_lossy();
+    let name: String = text
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c == '/' || c.is_whitespace() || c.is_control() {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let name = name.trim_start_matches('-').to_string();
+    if peer::is_plain_name(&name) {
+        name
+    } else {
+        "local".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_local_names_come_from_the_whole_collect_dir() {
+        use super::default_local_name as name;
+        assert_eq!(name("/srv/a/collect".as_ref()), "srv-a-collect");
+        assert_eq!(name("/srv/b/collect/".as_ref()), "srv-b-collect");
+        assert_eq!(name("/coll dir".as_ref()), "coll-dir");
+        assert_eq!(name("/".as_ref()), "local");
+        assert_eq!(name("/..".as_ref()), "local");
+    }
 }

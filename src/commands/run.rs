@@ -23,7 +23,11 @@ pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
         dry_run: context.dry_run,
         wait: args.wait,
         progress: progress_wanted(args.json, context.quiet),
-        timeout: config.timeout.map(std::time::Duration::from_secs),
+        timeout: context
+            .timeout
+            .or(config.timeout.map(std::time::Duration::from_secs)),
+        lock_dir: context.lock_dir.clone(),
+        multiplex: context.multiplex,
     };
     let report = pool::run(&config, &options)?;
     if args.json {
@@ -33,7 +37,11 @@ pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
         print!("{}", report.to_table());
     }
     if args.demo && !args.json && !context.quiet {
-        println!("demo pool: collect dirs under {}, staged into {}", config.staging_dir.with_file_name("peers").display(), report.daily_dir);
+        println!(
+            "demo pool: collect dirs under {}, staged into {}",
+            config.staging_dir.with_file_name("peers").display(),
+            report.daily_dir
+        );
     }
     Ok(report.exit_code)
 }

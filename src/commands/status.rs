@@ -3,7 +3,7 @@ use serde::Serialize;
 use crate::cli::StatusArgs;
 use crate::config::{Config, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR};
 use crate::error::{Error, Result};
-use crate::peer::{self, PeerOptions};
+use crate::peer;
 
 use super::Context;
 
@@ -35,13 +35,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
     let mut states = Vec::new();
     let mut exit = 0;
     for peer_config in selected {
-        let peer = peer::build(
-            peer_config,
-            PeerOptions {
-                dry_run: context.dry_run,
-                deadline: None,
-            },
-        )?;
+        let peer = peer::build(peer_config, context.peer_options(config.timeout))?;
         let mut state = PeerState {
             peer: peer_config.name.clone(),
             collect_indicator: None,

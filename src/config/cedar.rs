@@ -180,6 +180,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         lock_dir: None,
         jobs: None,
         timeout: None,
+        multiplex: true,
         hooks: HookConfig {
             run_start: hooks.pre.iter().map(|hook| hook.text.to_string()).collect(),
             pre_peer: Vec::new(),

@@ -180,6 +180,8 @@ pub struct Config {
     pub jobs: Option<usize>,
     /// Seconds one peer may take before it is abandoned.
     pub timeout: Option<u64>,
+    /// Reuse one ssh connection for every operation on a remote peer (OpenSSH only).
+    pub multiplex: bool,
     pub hooks: HookConfig,
     pub peers: Vec<PeerConfig>,
 }

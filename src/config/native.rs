@@ -10,6 +10,7 @@
 //! lock_dir = "/run/peerstage"           # absolute
 //! jobs = 4                              # >= 1
 //! timeout = 3600                        # seconds, >= 1
+//! multiplex = true                      # one ssh connection per remote peer (OpenSSH)
 //!
 //! [defaults]                            # for every remote peer that does not set its own
 //! rcp_command = "/usr/bin/scp -B -q -C"
@@ -60,6 +61,7 @@ struct RawFile {
     lock_dir: Option<Spanned<String>>,
     jobs: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
+    multiplex: Option<bool>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -234,6 +236,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             .map(|dir| PathBuf::from(dir.get_ref())),
         jobs,
         timeout,
+        multiplex: raw.multiplex.unwrap_or(true),
         hooks,
         peers,
     };
@@ -703,6 +706,9 @@ pub fn render(config: &Config) -> String {
     }
     if let Some(timeout) = config.timeout {
         line(&mut out, "timeout", &timeout.to_string());
+    }
+    if !config.multiplex {
+        line(&mut out, "multiplex", "false");
     }
 
     let hooks = &config.hooks;

@@ -5,6 +5,7 @@
 //! command and driven with an rsh-compatible one.
 
 mod local;
+mod mux;
 mod remote;
 
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct PeerOptions {
     pub dry_run: bool,
     /// When the peer's children are killed and the peer given up.
     pub deadline: Option<Instant>,
+    /// Share one ssh connection between all operations on a remote peer (OpenSSH only).
+    pub multiplex: bool,
 }
 
 /// What one stage did. Counts only, so memory stays flat however many files a peer has.

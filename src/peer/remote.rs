@@ -17,6 +17,7 @@ use crate::ownership::{Ownership, Perms};
 use crate::process::{remote_command_line, Cmd, Finished};
 
 use super::local::write_cause;
+use super::mux::Mux;
 use super::{
     check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
 };
@@ -31,6 +32,30 @@ pub struct RemotePeer {
     /// The local account the rcp/rsh commands run as, resolved once.
     local_user: Option<Ownership>,
     protocol: OnceLock<ScpProtocol>,
+    /// Whether the rcp and rsh commands are OpenSSH's and multiplexing is wanted.
+    shares_connection: bool,
+    /// The shared connection, started by the first operation that needs the peer.
+    mux: OnceLock<Result<Option<Mux>>>,
+}
+
+/// Options added to OpenSSH commands so that a peer that hangs or stalls cannot hold the run:
+/// no prompt, a bounded connect, and a dead link noticed within a minute. They come after
+/// the configured options, and ssh keeps the first value it sees, so a config can override.
+const OPENSSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=30",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
+];
+
+fn is_openssh(cmd: &Cmd, name: &str) -> bool {
+    Path::new(cmd.program())
+        .file_name()
+        .is_some_and(|program| program == name)
 }
 
 /// How a remote path in an scp upload is read on the other side: by the remote shell (the
@@ -46,14 +71,23 @@ impl RemotePeer {
     pub fn new(config: PeerConfig, options: PeerOptions) -> Result<RemotePeer> {
         let peer = config.name.clone();
         let in_peer = |err: Error| err.for_peer(&peer);
-        let rcp = Cmd::parse(&config.rcp_command, "rcp command").map_err(in_peer)?;
-        let rsh = Cmd::parse(&config.rsh_command, "rsh command").map_err(in_peer)?;
+        let mut rcp = Cmd::parse(&config.rcp_command, "rcp command").map_err(in_peer)?;
+        let mut rsh = Cmd::parse(&config.rsh_command, "rsh command").map_err(in_peer)?;
+        let (scp, ssh) = (is_openssh(&rcp, "scp"), is_openssh(&rsh, "ssh"));
+        if scp {
+            rcp = rcp.args(OPENSSH_OPTIONS);
+        }
+        if ssh {
+            rsh = rsh.args(OPENSSH_OPTIONS);
+        }
         let collect_dir = match config.collect_dir.to_str() {
             Some(dir) if !dir.contains('\n') => dir.trim_end_matches('/').to_string(),
-            _ => return Err(Error::usage(format!(
+            _ => {
+                return Err(Error::usage(format!(
                 "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
                 config.collect_dir.display()
-            ))),
+            )))
+            }
         };
         let local_user = match &config.local_user {
             Some(user) => Some(Ownership::parse(user).map_err(|err| {
@@ -62,6 +96,10 @@ impl RemotePeer {
             None => None,
         };
         Ok(RemotePeer {
+            shares_connection: options.multiplex
+                && scp
+                && ssh
+                && super::mux::same_connection(&rcp, &rsh),
             config,
             options,
             rcp,
@@ -69,7 +107,54 @@ impl RemotePeer {
             collect_dir,
             local_user,
             protocol: OnceLock::new(),
+            mux: OnceLock::new(),
         })
+    }
+
+    /// The options that route a command through the shared connection, starting it on first
+    /// use. A dry run shows where the socket would be instead of connecting.
+    fn shared(&self) -> Result<Vec<std::ffi::OsString>> {
+        if !self.shares_connection {
+            return Ok(Vec::new());
+        }
+        if self.options.dry_run {
+            let socket = std::env::temp_dir()
+                .join(format!("{TEMP_PREFIX}XXXXXX"))
+                .join("ssh");
+            let mut path = std::ffi::OsString::from("ControlPath=");
+            path.push(socket);
+            return Ok(vec![
+                "-o".into(),
+                path,
+                "-o".into(),
+                "ControlMaster=no".into(),
+            ]);
+        }
+        let mux = self.mux.get_or_init(|| {
+            Mux::start(
+                &self.rsh,
+                &self.destination(),
+                |cmd| self.wrap(cmd),
+                self.local_user,
+                self.options.deadline,
+            )
+            .map_err(|err| err.for_peer(&self.config.name))
+        });
+        match mux {
+            Ok(Some(mux)) => Ok(mux.client_options()),
+            Ok(None) => Ok(Vec::new()),
+            Err(err) => Err(err.clone()),
+        }
+    }
+
+    /// The rcp command, sharing the peer's connection when it can.
+    fn rcp(&self) -> Result<Cmd> {
+        Ok(self.rcp.clone().args(self.shared()?))
+    }
+
+    /// The rsh command, sharing the peer's connection when it can.
+    fn rsh(&self) -> Result<Cmd> {
+        Ok(self.rsh.clone().args(self.shared()?))
     }
 
     /// `[user@]host`, as ssh takes it.
@@ -171,10 +256,17 @@ impl RemotePeer {
     /// Turns a failed rcp/rsh run into the error it stands for: the peer could not be reached
     /// (69), or it answered with a failure (1).
     fn failure(&self, what: &str, finished: &Finished) -> Error {
+        // ssh's own line says why ("connect to host ... Connection refused"); scp's
+        // "Connection closed" after it does not.
         let detail = finished
             .stderr_lines()
-            .filter(|line| !is_skip_line(line))
-            .last()
+            .find(|line| line.starts_with("ssh: "))
+            .or_else(|| {
+                finished
+                    .stderr_lines()
+                    .filter(|line| !is_skip_line(line))
+                    .last()
+            })
             .map(|line| strip_program(line).to_string())
             .unwrap_or_else(|| {
                 format!(
@@ -182,10 +274,16 @@ impl RemotePeer {
                     finished.code()
                 )
             });
-        let message = format!("peer {}: {what}: {detail}", self.config.name);
         if is_connection_failure(finished) {
-            Error::unreachable(message)
+            let host = &self.config.name;
+            Error::unreachable(if detail.starts_with("ssh: ") {
+                format!("peer {host}: {what}: {detail}")
+            } else {
+                // scp -q silences ssh's own diagnosis; say plainly what "Connection closed" means.
+                format!("peer {host}: {what}: could not connect to {host} ({detail})")
+            })
         } else {
+            let message = format!("peer {}: {what}: {detail}", self.config.name);
             Error::failed(message)
         }
     }
@@ -201,7 +299,7 @@ impl Peer for RemotePeer {
         let source = self.remote_path(&format!("{}/*", escape_glob(&self.collect_dir)));
         if self.options.dry_run {
             let incoming = target_dir.join(format!("{TEMP_PREFIX}XXXXXX"));
-            print_dry_run(self.wrap(self.rcp.clone().arg(&source).arg(&incoming))?);
+            print_dry_run(self.wrap(self.rcp()?.arg(&source).arg(&incoming))?);
             print_dry_run(format_args!(
                 "# then each regular file that arrived in {} is given its owner and mode and renamed into {}",
                 incoming.display(),
@@ -212,7 +310,7 @@ impl Peer for RemotePeer {
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
         let incoming = self.scratch_dir(target_dir)?;
-        let cmd = self.wrap(self.rcp.clone().arg(&source).arg(incoming.path()))?;
+        let cmd = self.wrap(self.rcp()?.arg(&source).arg(incoming.path()))?;
         let finished = self.run(&cmd)?;
         let mut report = StageReport::default();
         for line in finished.stderr_lines().filter(|line| is_skip_line(line)) {
@@ -344,7 +442,7 @@ impl Peer for RemotePeer {
         }
         // Probed with the rcp command, not ssh: a peer account may allow scp/sftp only.
         let scratch = self.scratch_dir(&working_dir)?;
-        let cmd = self.wrap(self.rcp.clone().arg(&source).arg(scratch.path()))?;
+        let cmd = self.wrap(self.rcp()?.arg(&source).arg(scratch.path()))?;
         let finished = self.run(&cmd)?;
         if scratch.path().join(indicator).is_file() {
             return Ok(true);
@@ -374,7 +472,7 @@ impl Peer for RemotePeer {
                 "touch -- {}",
                 crate::process::quote_os(local.as_os_str())
             ));
-            print_dry_run(self.wrap(self.rcp.clone().arg(&local).arg(&destination))?);
+            print_dry_run(self.wrap(self.rcp()?.arg(&local).arg(&destination))?);
             return Ok(());
         }
         let scratch = self.scratch_dir(&working_dir)?;
@@ -399,7 +497,7 @@ impl Peer for RemotePeer {
         }
         // Owner and mode on the peer are its own business; scp applies the peer's umask.
         let _ = perms;
-        let cmd = self.wrap(self.rcp.clone().arg(&local).arg(&destination))?;
+        let cmd = self.wrap(self.rcp()?.arg(&local).arg(&destination))?;
         let finished = self.run(&cmd)?;
         if finished.success() && finished.stderr_lines().next().is_none() {
             return Ok(());
@@ -412,8 +510,7 @@ impl Peer for RemotePeer {
 
     fn execute_remote_command(&self, command: &[String]) -> Result<()> {
         let cmd = self.wrap(
-            self.rsh
-                .clone()
+            self.rsh()?
                 .arg(self.destination())
                 .arg(remote_command_line(command)),
         )?;
@@ -472,8 +569,7 @@ impl Peer for RemotePeer {
         }
         words.push(action.to_string());
         let cmd = self.wrap(
-            self.rsh
-                .clone()
+            self.rsh()?
                 .arg(self.destination())
                 .arg(remote_command_line(&words)),
         )?;
@@ -550,20 +646,6 @@ fn is_missing_line(line: &str) -> bool {
 /// (scp too in SFTP mode); legacy scp exits 1 and, with `-q`, may say nothing at all, so
 /// silence with a failure status counts as a connection failure too.
 fn is_connection_failure(finished: &Finished) -> bool {
-    const SIGNS: [&str; 12] = [
-        "Connection closed",
-        "Connection refused",
-        "Connection timed out",
-        "Connection reset",
-        "connection lost",
-        "lost connection",
-        "Could not resolve hostname",
-        "No route to host",
-        "Network is unreachable",
-        "Permission denied (",
-        "Host key verification failed",
-        "kex_exchange_identification",
-    ];
     if finished.timed_out || finished.code() == 255 {
         return true;
     }
@@ -571,7 +653,7 @@ fn is_connection_failure(finished: &Finished) -> bool {
     if !finished.success() && lines.peek().is_none() {
         return true;
     }
-    lines.any(|line| SIGNS.iter().any(|sign| line.contains(sign)))
+    lines.any(super::mux::is_connection_message)
 }
 
 /// Which protocol an OpenSSH scp uses: `-O` forces legacy, `-s` SFTP; otherwise the scp

@@ -1,0 +1,261 @@
+//! One ssh connection per remote peer, shared by every probe, copy, push and remote command,
+//! through OpenSSH connection multiplexing. Cedar Backup opens three connections per peer;
+//! on a LAN each handshake costs more than copying a night's files.
+//!
+//! We start the control master ourselves (`ssh -M -N`), in the foreground of a child we own,
+//! rather than with ControlPersist: a persisting master forks away holding the stderr pipe
+//! of whichever scp started it, and would outlive the run. The socket lives in a private
+//! scratch dir and goes away with the master at the end of the peer, or on error.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::fsutil::ScratchDir;
+use crate::ownership::Ownership;
+use crate::process::{Background, Cmd};
+
+/// How long a master may take to connect and authenticate when no peer deadline is nearer.
+const CONNECT_WAIT: Duration = Duration::from_secs(45);
+
+pub(super) struct Mux {
+    /// The master first: it must die before its socket dir is removed.
+    master: Option<Background>,
+    stop: Option<Cmd>,
+    socket: PathBuf,
+    _dir: ScratchDir,
+}
+
+impl Mux {
+    /// Starts a master for `destination` with the peer's rsh command. `Ok(None)` when the
+    /// master could not start for a reason that a direct connection might not share; the
+    /// caller then runs its commands unshared.
+    pub fn start(
+        rsh: &Cmd,
+        destination: &str,
+        wrap: impl Fn(Cmd) -> Result<Cmd>,
+        local_user: Option<Ownership>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Mux>> {
+        // Unix socket paths are short (108 bytes): a dir in the temp dir, not the working dir.
+        let dir = ScratchDir::create_in(&std::env::temp_dir()).map_err(|err| {
+            Error::failed(format!(
+                "cannot create a dir for the ssh control socket: {err}"
+            ))
+        })?;
+        if let Some(owner) = local_user {
+            nix::unistd::chown(dir.path(), Some(owner.uid.into()), Some(owner.gid.into()))
+                .map_err(|err| {
+                    Error::failed(format!(
+                        "{}: cannot hand to the local user: {err}",
+                        dir.path().display()
+                    ))
+                })?;
+        }
+        let socket = dir.path().join("ssh");
+        let master_cmd = wrap(
+            rsh.clone()
+                .args(control_options(&socket, "yes"))
+                .args(["-o", "ControlPersist=no", "-N"])
+                .arg(destination),
+        )?;
+        let log = dir.path().join("master.log");
+        log::info!("{master_cmd}");
+        let master = match master_cmd.spawn(&log) {
+            Ok(master) => master,
+            Err(err) => {
+                log::debug!("cannot start an ssh control master: {err}");
+                return Ok(None);
+            }
+        };
+        let started = Instant::now();
+        let until = deadline
+            .unwrap_or(started + CONNECT_WAIT)
+            .min(started + CONNECT_WAIT);
+        loop {
+            if socket.exists() {
+                let stop = wrap(
+                    rsh.bare()
+                        .args(control_options(&socket, "no"))
+                        .args(["-O", "exit"])
+                        .arg(destination),
+                )
+                .ok();
+                return Ok(Some(Mux {
+                    master: Some(master),
+                    stop,
+                    socket,
+                    _dir: dir,
+                }));
+            }
+            if master.exited() {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let last = said
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .last()
+                    .unwrap_or("")
+                    .to_string();
+                if is_connection_message(&said) {
+                    return Err(Error::unreachable(format!(
+                        "cannot connect to {destination}: {last}"
+                    )));
+                }
+                log::debug!(
+                    "ssh control master for {destination} exited ({last}); running unshared"
+                );
+                return Ok(None);
+            }
+            if Instant::now() >= until {
+                return Err(Error::unreachable(format!(
+                    "cannot connect to {destination}: no answer within {} s",
+                    started.elapsed().as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The options that make an ssh or scp use the shared connection. With
+    /// `ControlMaster=no`, an ssh whose master has died connects on its own instead.
+    pub fn client_options(&self) -> Vec<OsString> {
+        control_options(&self.socket, "no")
+    }
+}
+
+fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
+    let mut path = OsString::from("ControlPath=");
+    path.push(socket);
+    vec![
+        "-o".into(),
+        path,
+        "-o".into(),
+        format!("ControlMaster={master}").into(),
+    ]
+}
+
+/// ssh's words for "never got to talk to the peer".
+pub(super) fn is_connection_message(text: &str) -> bool {
+    const SIGNS: [&str; 12] = [
+        "Connection closed",
+        "Connection refused",
+        "Connection timed out",
+        "Connection reset",
+        "connection lost",
+        "lost connection",
+        "Could not resolve hostname",
+        "No route to host",
+        "Network is unreachable",
+        "Permission denied (",
+        "Host key verification failed",
+        "kex_exchange_identification",
+    ];
+    SIGNS.iter().any(|sign| text.contains(sign))
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.run(Some(Instant::now() + Duration::from_secs(5)));
+            if let Some(master) = &self.master {
+                master.wait_briefly(Duration::from_secs(1));
+            }
+        }
+        // Dropping the master kills its process group if `-O exit` did not end it.
+        drop(self.master.take());
+    }
+}
+
+/// Whether scp and ssh, as configured, would connect the same way (same config file,
+/// identity, port, options...). Only then may one connection serve both: over a shared
+/// connection, scp's own connection options would be silently ignored.
+pub(super) fn same_connection(rcp: &Cmd, rsh: &Cmd) -> bool {
+    let scp = connection_options(rcp, "cDFiJlPoSX", |flag| match flag {
+        'P' => Some('p'),
+        'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' => Some(flag),
+        _ => None,
+    });
+    let ssh = connection_options(rsh, "BbcDEeFIiJLlmOoPpQRSWw", |flag| match flag {
+        'p' | 'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' | 'l' => Some(flag),
+        _ => None,
+    });
+    match (scp, ssh) {
+        (Some(scp), Some(ssh)) => scp == ssh,
+        _ => false,
+    }
+}
+
+/// The options of a command line that decide where and how it connects, normalised and
+/// sorted; None when the words cannot be read as options (then nothing is assumed).
+fn connection_options(
+    cmd: &Cmd,
+    takes_value: &str,
+    keep: impl Fn(char) -> Option<char>,
+) -> Option<Vec<(char, String)>> {
+    let mut kept = Vec::new();
+    let mut words = cmd.get_args().iter();
+    while let Some(word) = words.next() {
+        let word = word.to_str()?;
+        let flags = word.strip_prefix('-')?;
+        for (i, flag) in flags.char_indices() {
+            if takes_value.contains(flag) {
+                let rest = &flags[i + flag.len_utf8()..];
+                let value = if rest.is_empty() {
+                    words.next()?.to_str()?.to_string()
+                } else {
+                    rest.to_string()
+                };
+                if let Some(key) = keep(flag) {
+                    kept.push((key, value));
+                }
+                break;
+            }
+            if let Some(key) = keep(flag) {
+                kept.push((key, String::new()));
+            }
+        }
+    }
+    kept.sort();
+    Some(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Cmd {
+        let words = shell_words::split(line).unwrap();
+        Cmd::new(&words[0]).args(&words[1..])
+    }
+
+    #[test]
+    fn same_connection_when_the_connection_options_agree() {
+        assert!(same_connection(
+            &cmd("/usr/bin/scp -B -q -C"),
+            &cmd("/usr/bin/ssh")
+        ));
+        assert!(same_connection(
+            &cmd("scp -F /c -B -q -C"),
+            &cmd("ssh -F /c")
+        ));
+        assert!(same_connection(
+            &cmd("scp -P 2222 -i /k -p"),
+            &cmd("ssh -i/k -p2222")
+        ));
+        assert!(same_connection(
+            &cmd("scp -o Port=2 -O"),
+            &cmd("ssh -oPort=2")
+        ));
+    }
+
+    #[test]
+    fn separate_connections_when_they_differ() {
+        assert!(!same_connection(&cmd("scp -F /c -B"), &cmd("ssh")));
+        assert!(!same_connection(&cmd("scp -o Port=1"), &cmd("ssh")));
+        assert!(!same_connection(&cmd("scp"), &cmd("ssh -l backup")));
+        assert!(!same_connection(&cmd("scp -i /a"), &cmd("ssh -i /b")));
+        assert!(!same_connection(&cmd("scp host:x"), &cmd("ssh")));
+    }
+}

@@ -1,0 +1,620 @@
+//! Remote peers through the `peerstage` binary, against a private OpenSSH server on loopback
+//! (see `common::Sshd`): stage with scp, check, mark, exec, managed actions, `--local-user`,
+//! unreachable peers and an rcp command that lies about its exit code.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A running sshd plus a collect dir, a target dir and a working dir inside its temp dir.
+struct Remote {
+    sshd: Sshd,
+    /// Host name of the peer: an alias that the client ssh_config maps to 127.0.0.1. Unique per
+    /// test (by port) because peerstage locks peers by name and tests run in parallel.
+    host: String,
+    collect: PathBuf,
+    target: PathBuf,
+    work: PathBuf,
+}
+
+macro_rules! remote_or_skip {
+    () => {
+        match remote() {
+            Some(r) => r,
+            None => return,
+        }
+    };
+}
+
+fn remote() -> Option<Remote> {
+    let sshd = Sshd::start()?;
+    let base = sshd.dir.path().to_path_buf();
+    Some(Remote {
+        host: format!("peer-{}", sshd.port),
+        collect: mkdir(&base.join("collect")),
+        target: mkdir(&base.join("staging")),
+        work: mkdir(&base.join("work")),
+        sshd,
+    })
+}
+
+impl Remote {
+    fn base(&self) -> &Path {
+        self.sshd.dir.path()
+    }
+
+    /// The PEER arguments for this server.
+    fn peer_args(&self) -> Vec<String> {
+        vec![
+            "--host".into(),
+            self.host.clone(),
+            "--collect-dir".into(),
+            p(&self.collect),
+            "--working-dir".into(),
+            p(&self.work),
+            "--rcp-command".into(),
+            self.sshd.rcp_command(),
+            "--rsh-command".into(),
+            self.sshd.rsh_command(),
+        ]
+    }
+
+    /// The PEER arguments with the value of `flag` replaced.
+    fn peer_args_with(&self, flag: &str, value: &str) -> Vec<String> {
+        let mut args = self.peer_args();
+        let i = args.iter().position(|a| a == flag).expect("a PEER flag");
+        args[i + 1] = value.to_string();
+        args
+    }
+
+    /// `peerstage <before...> <PEER> <after...>`
+    fn run(&self, before: &[&str], after: &[&str]) -> Out {
+        let mut args: Vec<String> = before.iter().map(|s| s.to_string()).collect();
+        args.extend(self.peer_args());
+        args.extend(after.iter().map(|s| s.to_string()));
+        ps(&args)
+    }
+
+    fn stage(&self, extra: &[&str]) -> Out {
+        let target = p(&self.target);
+        let mut before = vec!["stage", "--target", target.as_str()];
+        before.extend_from_slice(extra);
+        self.run(&before, &[])
+    }
+
+    /// A peer whose rcp and rsh commands point at a closed loopback port.
+    fn unreachable_args(&self) -> Vec<String> {
+        vec![
+            "--host".into(),
+            self.host.clone(),
+            "--collect-dir".into(),
+            p(&self.collect),
+            "--working-dir".into(),
+            p(&self.work),
+            "--rcp-command".into(),
+            self.sshd.unreachable_rcp_command(),
+            "--rsh-command".into(),
+            self.sshd.unreachable_rsh_command(),
+        ]
+    }
+}
+
+#[test]
+fn stage_pulls_regular_files() {
+    let r = remote_or_skip!();
+    let mut files = write_samples(&r.collect);
+    let subdir = mkdir(&r.collect.join("nested-dir"));
+    write_file(&subdir.join("inner.tar"), "inner");
+    mkfifo(&r.collect.join("a-fifo"));
+    // scp copies a symlink's target; the link name arrives as a regular file.
+    let linked = write_file(&r.base().join("link-target.tar"), "linked contents\n");
+    symlink(&linked, r.collect.join("link.tar")).unwrap();
+    files.push(("link.tar", b"linked contents\n".to_vec()));
+
+    let out = r.stage(&[]);
+    out.expect_code(0, "remote stage");
+    assert_staged_exactly(&r.target, &files);
+    let bytes: usize = files.iter().map(|(_, d)| d.len()).sum();
+    let expected = format!(
+        "staged {} files ({bytes} bytes) from peer {} into {}",
+        files.len(),
+        r.host,
+        p(&r.target)
+    );
+    assert!(
+        out.stdout.lines().any(|l| l == expected),
+        "stage summary line {expected:?} missing\n{}",
+        out.describe()
+    );
+    for skipped in ["nested-dir", "a-fifo"] {
+        out.expect_stderr_contains(skipped, "warning about a skipped entry");
+    }
+    assert!(
+        list_dir(&r.work).is_empty(),
+        "working dir left with {:?}",
+        list_dir(&r.work)
+    );
+}
+
+#[test]
+fn stage_with_odd_names_and_a_collect_dir_with_spaces() {
+    let r = remote_or_skip!();
+    // scp's SFTP mode takes remote paths literally, so shell-style quoting of the remote path
+    // (needed by the legacy protocol) would break this.
+    let collect = mkdir(&r.base().join("collect dir 'q'"));
+    let names = ["with space.tar", "it's.tar", "semi;colon $(x).tar"];
+    for name in names {
+        write_file(&collect.join(name), name);
+    }
+    let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&r.target)];
+    args.extend(r.peer_args_with("--collect-dir", &p(&collect)));
+    ps(&args).expect_code(0, "stage with odd names");
+    for name in names {
+        assert_eq!(fs::read_to_string(r.target.join(name)).unwrap(), name);
+    }
+    assert_eq!(list_dir(&r.target).len(), names.len());
+}
+
+#[test]
+fn stage_sets_mode() {
+    let r = remote_or_skip!();
+    let files = write_samples(&r.collect);
+    set_mode(&r.collect.join(files[0].0), 0o600);
+    set_mode(&r.collect.join(files[1].0), 0o755);
+    r.stage(&["--mode", "0640"])
+        .expect_code(0, "remote stage --mode 0640");
+    for (name, _) in &files {
+        assert_eq!(mode_of(&r.target.join(name)), 0o640, "mode of {name}");
+    }
+}
+
+#[test]
+fn stage_sets_owner_by_ids() {
+    if !is_root() {
+        return skip("needs root (chown to arbitrary ids)");
+    }
+    let r = remote_or_skip!();
+    let files = write_samples(&r.collect);
+    r.stage(&["--owner", "1234:2345"])
+        .expect_code(0, "remote stage --owner ids");
+    for (name, _) in &files {
+        assert_eq!(owner_of(&r.target.join(name)), (1234, 2345), "{name}");
+    }
+}
+
+#[test]
+fn stage_sets_owner_by_names() {
+    let Some((uid, gid)) = test_user() else {
+        return skip("needs root (creates a user and chowns)");
+    };
+    let r = remote_or_skip!();
+    let files = write_samples(&r.collect);
+    r.stage(&["--owner", TEST_USER])
+        .expect_code(0, "remote stage --owner USER");
+    for (name, _) in &files {
+        assert_eq!(owner_of(&r.target.join(name)), (uid, gid), "{name}");
+    }
+
+    let nobody = user_ids("nobody").expect("user nobody").0;
+    let nogroup = group_id("nogroup").expect("group nogroup");
+    let second = mkdir(&r.base().join("staging2"));
+    let second_s = p(&second);
+    r.run(
+        &["stage", "--target", &second_s, "--owner", "nobody:nogroup"],
+        &[],
+    )
+    .expect_code(0, "remote stage --owner nobody:nogroup");
+    for (name, _) in &files {
+        assert_eq!(owner_of(&second.join(name)), (nobody, nogroup), "{name}");
+    }
+}
+
+#[test]
+fn stage_empty_collect_dir_fails() {
+    let r = remote_or_skip!();
+    let out = r.stage(&[]);
+    out.expect_code(1, "remote stage of an empty collect dir")
+        .expect_one_error_line("remote stage of an empty collect dir")
+        .expect_stderr_line_with(&[&r.host, &p(&r.collect)], "error names peer and path");
+    assert!(list_dir(&r.target).is_empty());
+}
+
+#[test]
+fn stage_bad_input_exits_2_before_connecting() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    let logins_before = r.sshd.logins();
+    let base = r.base().to_path_buf();
+    let host = r.host.clone();
+    let target = p(&r.target);
+    let missing = p(&base.join("no-such-staging"));
+
+    let with = |flag: &str, value: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec!["stage".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(r.peer_args_with(flag, value));
+        args
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "relative target",
+            with("--host", &host, &["--target", "staging"]),
+        ),
+        (
+            "missing target",
+            with("--host", &host, &["--target", &missing]),
+        ),
+        (
+            "relative collect dir",
+            with("--collect-dir", "collect", &["--target", &target]),
+        ),
+        (
+            "relative working dir",
+            with("--working-dir", "work", &["--target", &target]),
+        ),
+        (
+            "mode 0999",
+            with("--host", &host, &["--target", &target, "--mode", "0999"]),
+        ),
+        (
+            "mode abc",
+            with("--host", &host, &["--target", &target, "--mode", "abc"]),
+        ),
+        (
+            "unknown owner",
+            with(
+                "--host",
+                &host,
+                &["--target", &target, "--owner", "no-such-user-peerstage"],
+            ),
+        ),
+        (
+            "unknown local user",
+            with(
+                "--host",
+                &host,
+                &[
+                    "--target",
+                    &target,
+                    "--local-user",
+                    "no-such-user-peerstage",
+                ],
+            ),
+        ),
+    ];
+    for (what, args) in cases {
+        let out = run(peerstage().current_dir(&base).args(&args));
+        out.expect_code(2, what);
+        assert!(!out.stderr.trim().is_empty(), "{what}: no error message");
+        assert!(list_dir(&r.target).is_empty(), "{what}: target changed");
+        assert!(list_dir(&r.work).is_empty(), "{what}: working dir changed");
+        assert!(!base.join("no-such-staging").exists(), "{what}: created");
+        assert_eq!(
+            r.sshd.logins(),
+            logins_before,
+            "{what}: peerstage connected to the peer despite bad input\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn check_reports_indicator() {
+    let r = remote_or_skip!();
+    r.run(&["check"], &[])
+        .expect_code(1, "remote check without indicator");
+    write_file(&r.collect.join("cback.collect"), "");
+    r.run(&["check"], &[])
+        .expect_code(0, "remote check with cback.collect");
+    r.run(&["check", "--indicator", "ready.flag"], &[])
+        .expect_code(1, "remote check custom indicator absent");
+    write_file(&r.collect.join("ready.flag"), "");
+    r.run(&["check", "--indicator", "ready.flag"], &[])
+        .expect_code(0, "remote check custom indicator present");
+    // The probe copy is scratch, not something to leave behind.
+    assert!(
+        list_dir(&r.work).is_empty(),
+        "check left {:?} in the working dir",
+        list_dir(&r.work)
+    );
+}
+
+#[test]
+fn check_missing_collect_dir_is_not_ready() {
+    let r = remote_or_skip!();
+    let mut args: Vec<String> = vec!["check".into()];
+    args.extend(r.peer_args_with("--collect-dir", &p(&r.base().join("no-such-collect"))));
+    ps(&args).expect_code(1, "remote check with a missing collect dir");
+}
+
+#[test]
+fn unreachable_peer_exits_69() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    write_file(&r.collect.join("cback.collect"), "");
+    let peer = r.unreachable_args();
+
+    let mut args: Vec<String> = vec!["check".into()];
+    args.extend(peer.clone());
+    // ssh's own diagnosis ("connect to host ... Connection refused") is the cause to report;
+    // scp's closing "Connection closed" alone does not say why.
+    ps(&args)
+        .expect_code(69, "check of an unreachable peer")
+        .expect_one_error_line("check of an unreachable peer")
+        .expect_stderr_line_with(&[&r.host, "refused"], "error names peer and cause");
+
+    let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&r.target)];
+    args.extend(peer.clone());
+    ps(&args)
+        .expect_code(69, "stage from an unreachable peer")
+        .expect_one_error_line("stage from an unreachable peer")
+        .expect_stderr_line_with(&[&r.host, "refused"], "error names peer and cause");
+    assert!(list_dir(&r.target).is_empty());
+
+    let mut args: Vec<String> = vec!["exec".into()];
+    args.extend(peer);
+    args.extend(["--".into(), "true".into()]);
+    ps(&args).expect_code(69, "exec on an unreachable peer");
+}
+
+#[test]
+fn rcp_that_exits_0_but_copies_nothing_is_caught() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    write_file(&r.collect.join("cback.collect"), "");
+    let fake = write_script(&r.base().join("fake-scp"), "exit 0");
+
+    let peer = r.peer_args_with("--rcp-command", &p(&fake));
+
+    let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&r.target)];
+    args.extend(peer.clone());
+    ps(&args)
+        .expect_code(1, "stage with an rcp command that copies nothing")
+        .expect_one_error_line("stage with an rcp command that copies nothing")
+        .expect_stderr_line_with(&[&r.host, &p(&fake)], "error names peer and command");
+    assert!(list_dir(&r.target).is_empty());
+
+    let mut args: Vec<String> = vec!["check".into()];
+    args.extend(peer);
+    let out = ps(&args);
+    assert_ne!(
+        out.code,
+        0,
+        "check trusted an rcp exit code of 0 without a file\n{}",
+        out.describe()
+    );
+    out.expect_no_panic("check with a lying rcp command");
+}
+
+#[test]
+fn mark_pushes_indicator() {
+    let r = remote_or_skip!();
+    r.run(&["mark"], &[]).expect_code(0, "remote mark");
+    let indicator = r.collect.join("cback.stage");
+    assert_eq!(
+        fs::metadata(&indicator).unwrap().len(),
+        0,
+        "cback.stage empty"
+    );
+
+    r.run(&["mark", "--indicator", "staged.flag"], &[])
+        .expect_code(0, "remote mark custom");
+    assert_eq!(
+        fs::metadata(r.collect.join("staged.flag")).unwrap().len(),
+        0
+    );
+    assert_eq!(list_dir(&r.collect), ["cback.stage", "staged.flag"]);
+    assert!(
+        list_dir(&r.work).is_empty(),
+        "mark left {:?} in the working dir",
+        list_dir(&r.work)
+    );
+}
+
+#[test]
+fn mark_into_missing_collect_dir_fails() {
+    let r = remote_or_skip!();
+    let missing = r.base().join("no-such-collect");
+    let mut args: Vec<String> = vec!["mark".into()];
+    args.extend(r.peer_args_with("--collect-dir", &p(&missing)));
+    let out = ps(&args);
+    assert_ne!(out.code, 0, "mark into a missing dir\n{}", out.describe());
+    out.expect_no_panic("remote mark into a missing dir");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn exec_passes_arguments_intact() {
+    let r = remote_or_skip!();
+    let canary = |n: u32| r.base().join(format!("CANARY{n}"));
+    let args_in = vec![
+        "a b".to_string(),
+        "it's".to_string(),
+        r#"say "hi""#.to_string(),
+        format!("$(touch {})", p(&canary(1))),
+        format!("`touch {}`", p(&canary(2))),
+        format!("x; touch {}", p(&canary(3))),
+        format!("x && touch {} | cat", p(&canary(4))),
+        "back\\slash".to_string(),
+        "*".to_string(),
+        "~".to_string(),
+        "$HOME".to_string(),
+        String::new(),
+        "two\nlines".to_string(),
+    ];
+    let mut after: Vec<&str> = vec!["--", "printf", "%s\\n"];
+    after.extend(args_in.iter().map(String::as_str));
+    let out = r.run(&["exec"], &after);
+    out.expect_code(0, "exec printf");
+    let expected: String = args_in.iter().map(|a| format!("{a}\n")).collect();
+    assert_eq!(
+        out.stdout,
+        expected,
+        "remote printf output\n{}",
+        out.describe()
+    );
+    for n in 1..=4 {
+        assert!(!canary(n).exists(), "an argument ran a command (CANARY{n})");
+    }
+}
+
+#[test]
+fn exec_output_passes_through_untouched() {
+    let r = remote_or_skip!();
+    let command = [
+        "sh",
+        "-c",
+        "printf 'out 1\\nout 2\\n'; printf 'err 1\\n' >&2",
+    ];
+    let mut after = vec!["--"];
+    after.extend(command);
+    let out = r.run(&["exec"], &after);
+    out.expect_code(0, "exec sh -c");
+    assert_eq!(out.stdout, "out 1\nout 2\n", "stdout\n{}", out.describe());
+
+    // The same command through plain ssh is the reference: the remote side may add lines of its
+    // own (sshd's "Could not chdir to home directory" for a user without one), peerstage not.
+    let quoted: Vec<String> = command.iter().map(|a| sh_quote(a)).collect();
+    let direct = run(std::process::Command::new(SSH)
+        .arg("-F")
+        .arg(&r.sshd.ssh_config)
+        .arg(&r.host)
+        .arg(quoted.join(" "))
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(direct.stdout, "out 1\nout 2\n", "{}", direct.describe());
+    assert!(direct.stderr.ends_with("err 1\n"), "{}", direct.describe());
+    assert_eq!(out.stderr, direct.stderr, "stderr\n{}", out.describe());
+}
+
+#[test]
+fn exec_failing_command_exits_1() {
+    let r = remote_or_skip!();
+    r.run(&["exec"], &["--", "false"])
+        .expect_code(1, "exec false");
+    r.run(&["exec"], &["--", "sh", "-c", "exit 3"])
+        .expect_code(1, "exec exit 3");
+}
+
+fn fake_cback(r: &Remote, exit: i32) -> (PathBuf, PathBuf) {
+    let log = r.base().join("cback-argv.log");
+    let script = write_script(
+        &r.base().join("fake-cback"),
+        &format!(
+            "for a in \"$@\"; do printf '%s\\n' \"$a\"; done >> {}\nexit {exit}",
+            sh_quote(&p(&log))
+        ),
+    );
+    (script, log)
+}
+
+#[test]
+fn action_runs_cback_command() {
+    let r = remote_or_skip!();
+    let (cback, log) = fake_cback(&r, 0);
+    let cback = p(&cback);
+
+    r.run(&["action"], &["--cback-command", &cback, "collect"])
+        .expect_code(0, "action collect");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "collect\n");
+
+    fs::remove_file(&log).unwrap();
+    r.run(
+        &["action"],
+        &["--cback-command", &cback, "--full", "collect"],
+    )
+    .expect_code(0, "action --full collect");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "--full\ncollect\n");
+}
+
+#[test]
+fn action_failure_exits_1() {
+    let r = remote_or_skip!();
+    let (cback, log) = fake_cback(&r, 4);
+    r.run(&["action"], &["--cback-command", &p(&cback), "collect"])
+        .expect_code(1, "failing action");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "collect\n");
+}
+
+#[test]
+fn dry_run_stage_prints_scp_and_changes_nothing() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    let out = r.stage(&["--dry-run"]);
+    out.expect_code(0, "dry-run stage");
+    let all = out.combined();
+    assert!(
+        all.contains(SCP) && all.contains(&p(&r.collect)),
+        "dry run does not show the scp command line\n{}",
+        out.describe()
+    );
+    assert!(list_dir(&r.target).is_empty(), "dry run staged files");
+    assert!(
+        list_dir(&r.work).is_empty(),
+        "dry run wrote to the working dir"
+    );
+}
+
+/// Root running as `--local-user`: scp runs as that user through `su`. The target and working
+/// dirs stay root's (0755), so peerstage itself must give the local user somewhere to write;
+/// Cedar instead required both dirs to belong to the local user.
+#[test]
+fn local_user_stage_and_check() {
+    if test_user().is_none() {
+        return skip("needs root (--local-user is root only)");
+    }
+    let r = remote_or_skip!();
+    r.sshd.allow_user(TEST_USER);
+    let files = write_samples(&r.collect);
+    write_file(&r.collect.join("cback.collect"), "");
+
+    r.run(&["check"], &["--local-user", TEST_USER])
+        .expect_code(0, "check --local-user");
+
+    fs::remove_file(r.collect.join("cback.collect")).unwrap();
+    r.stage(&["--local-user", TEST_USER])
+        .expect_code(0, "stage --local-user");
+    assert_staged_exactly(&r.target, &files);
+
+    let pattern = format!("Accepted publickey for {TEST_USER} from");
+    assert!(
+        r.sshd.log().contains(&pattern),
+        "ssh did not log in as {TEST_USER} (so su was not used?)\nsshd log:\n{}",
+        r.sshd.log()
+    );
+}
+
+/// `--local-user` needs root; anyone else is refused before anything happens.
+#[test]
+fn local_user_refused_when_not_root() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    let out = if is_root() {
+        if test_user().is_none() {
+            return skip("could not create the test user");
+        }
+        let bin = env!("CARGO_BIN_EXE_peerstage");
+        if run_as(TEST_USER, &format!("test -x {}", sh_quote(bin))).code != 0 {
+            return skip(&format!("{TEST_USER} cannot execute {bin}"));
+        }
+        let mut args: Vec<String> = vec![
+            bin.to_string(),
+            "stage".into(),
+            "--target".into(),
+            p(&r.target),
+            "--local-user".into(),
+            TEST_USER.into(),
+        ];
+        args.extend(r.peer_args());
+        let line: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+        run_as(TEST_USER, &line.join(" "))
+    } else {
+        r.stage(&["--local-user", "nobody"])
+    };
+    out.expect_code(2, "--local-user when not root")
+        .expect_stderr_contains("root", "refusal explains that root is needed");
+    assert!(list_dir(&r.target).is_empty());
+}

@@ -1,0 +1,1434 @@
+//! The pool run (`peerstage run`) and the commands around it, through the binary as users call
+//! it: a pool of remote peers (on the private loopback sshd of `common::Sshd`) and local peers,
+//! from a `cback3.conf` and from the native TOML; `config show`/`config check`; ignore-failure
+//! modes; managed actions; locks; hooks; the job report and `--json`; `--dry-run`; a failing
+//! peer among good ones; `status`; and the single-peer subcommands with `--config --peer`.
+//!
+//! Every test has its own temp dir and, where it needs one, its own sshd. Remote peer names are
+//! host names that the harness's client ssh_config (`Host *`, `HostName 127.0.0.1`) sends to
+//! loopback. Runs from a native TOML use a `lock_dir` inside the test's temp dir; a
+//! `cback3.conf` cannot name one, so runs from it use unique peer names.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use common::*;
+
+/// The day every run stages into (a Saturday).
+const DATE: &str = "2026-11-21";
+const DAY: &str = "2026/11/21";
+
+macro_rules! fixture_or_skip {
+    ($sshd:expr) => {
+        match Fx::new($sshd) {
+            Some(fx) => fx,
+            None => return,
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture: a temp dir holding staging dir, collect dirs, working dir and lock dir, plus an
+// optional sshd.
+
+struct Fx {
+    dir: TempDir,
+    sshd: Option<Sshd>,
+}
+
+impl Fx {
+    /// None (after saying why) when `with_sshd` and OpenSSH is not installed.
+    fn new(with_sshd: bool) -> Option<Fx> {
+        let sshd = if with_sshd {
+            Some(Sshd::start()?)
+        } else {
+            None
+        };
+        let fx = Fx {
+            dir: tempdir(),
+            sshd,
+        };
+        mkdir(&fx.staging());
+        mkdir(&fx.work());
+        Some(fx)
+    }
+
+    fn base(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.base().join("staging")
+    }
+
+    fn daily(&self) -> PathBuf {
+        self.staging().join(DAY)
+    }
+
+    fn work(&self) -> PathBuf {
+        self.base().join("work")
+    }
+
+    /// Not created: peerstage makes it.
+    fn lock_dir(&self) -> PathBuf {
+        self.base().join("locks")
+    }
+
+    fn sshd(&self) -> &Sshd {
+        self.sshd.as_ref().expect("fixture started with an sshd")
+    }
+
+    /// A peer name no test running at the same time uses.
+    fn unique(&self, prefix: &str) -> String {
+        unique_name(prefix, self.base())
+    }
+
+    /// A new, empty collect dir.
+    fn collect(&self, name: &str) -> PathBuf {
+        mkdir(&self.base().join("collect").join(name))
+    }
+
+    /// A collect dir with files unique to `name` and the collect indicator: ready to stage.
+    fn ready(&self, name: &str) -> PathBuf {
+        let dir = self.collect(name);
+        fill(&dir, name);
+        write_file(&dir.join("cback.collect"), "");
+        dir
+    }
+
+    /// The native TOML config: top-level settings (with the lock dir in the temp dir),
+    /// `[defaults]` pointing remote peers at the sshd, `hooks` lines and the peers.
+    fn toml(&self, top_extra: &str, hooks: &str, peers: &[String]) -> String {
+        let mut text = format!(
+            "staging_dir = {}\nworking_dir = {}\nlock_dir = {}\n{top_extra}\n",
+            q(&p(&self.staging())),
+            q(&p(&self.work())),
+            q(&p(&self.lock_dir())),
+        );
+        if let Some(sshd) = &self.sshd {
+            text += &format!(
+                "[defaults]\nrcp_command = {}\nrsh_command = {}\n\n",
+                q(&sshd.rcp_command()),
+                q(&sshd.rsh_command())
+            );
+        }
+        if !hooks.is_empty() {
+            text += "[hooks]\n";
+            text += hooks;
+            text += "\n";
+        }
+        for peer in peers {
+            text += peer;
+        }
+        text
+    }
+
+    fn write_config(&self, file: &str, text: &str) -> PathBuf {
+        write_file(&self.base().join(file), text)
+    }
+
+    /// Where a peer's files go on DATE.
+    fn target(&self, peer: &str) -> PathBuf {
+        self.daily().join(peer)
+    }
+}
+
+/// A TOML basic string (JSON string syntax is a subset of it).
+fn q(text: &str) -> String {
+    serde_json::to_string(text).expect("string to JSON")
+}
+
+fn local_peer(name: &str, collect: &Path, extra: &str) -> String {
+    format!(
+        "\n[[peer]]\nname = {}\ntype = \"local\"\ncollect_dir = {}\n{extra}",
+        q(name),
+        q(&p(collect))
+    )
+}
+
+fn remote_peer(name: &str, collect: &Path, extra: &str) -> String {
+    format!(
+        "\n[[peer]]\nname = {}\ntype = \"remote\"\ncollect_dir = {}\n{extra}",
+        q(name),
+        q(&p(collect))
+    )
+}
+
+/// `event = ["cmd", ...]` for the `[hooks]` table.
+fn hook(event: &str, commands: &[String]) -> String {
+    let quoted: Vec<String> = commands.iter().map(|c| q(c)).collect();
+    format!("{event} = [{}]\n", quoted.join(", "))
+}
+
+/// Sample files whose bytes differ per peer, plus one file named after the peer.
+fn fill(dir: &Path, tag: &str) {
+    for (name, mut data) in sample_files() {
+        if !data.is_empty() {
+            data.extend_from_slice(tag.as_bytes());
+        }
+        write_file(&dir.join(name), data);
+    }
+    write_file(&dir.join(format!("id-{tag}.txt")), format!("peer {tag}\n"));
+}
+
+/// The regular files at the top level of `dir`, by name (empty when `dir` does not exist).
+fn regular_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    list_dir(dir)
+        .into_iter()
+        .filter(|name| {
+            fs::symlink_metadata(dir.join(name))
+                .map(|m| m.file_type().is_file())
+                .unwrap_or(false)
+        })
+        .map(|name| {
+            let data = fs::read(dir.join(&name)).expect("read staged file");
+            (name, data)
+        })
+        .collect()
+}
+
+/// Asserts that `target` holds exactly the regular files `expected` (names and bytes).
+#[track_caller]
+fn assert_same_files(target: &Path, expected: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let got = regular_files(target);
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&got),
+        names(expected),
+        "{what}: file names in {}",
+        target.display()
+    );
+    for (name, data) in expected {
+        assert!(
+            &got[name] == data,
+            "{what}: bytes of {} differ",
+            target.join(name).display()
+        );
+    }
+    assert_eq!(
+        list_dir(target).len(),
+        got.len(),
+        "{what}: {} holds something besides regular files",
+        target.display()
+    );
+}
+
+/// Everything under `roots`, recursively: type, size, mode, mtime and contents of each entry.
+fn snapshot(roots: &[PathBuf]) -> BTreeMap<String, String> {
+    fn walk(path: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            out.insert(p(path), "absent".to_string());
+            return;
+        };
+        let kind = meta.file_type();
+        let common = format!(
+            "mode {:o} size {} mtime {}.{}",
+            meta.permissions().mode(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        );
+        if kind.is_dir() {
+            out.insert(p(path), format!("dir {common}"));
+            for name in list_dir(path) {
+                walk(&path.join(name), out);
+            }
+        } else if kind.is_file() {
+            let data = fs::read(path).unwrap_or_default();
+            out.insert(p(path), format!("file {common} bytes {data:?}"));
+        } else if kind.is_symlink() {
+            let to = fs::read_link(path).unwrap_or_default();
+            out.insert(p(path), format!("symlink -> {}", p(&to)));
+        } else {
+            out.insert(p(path), format!("other {common}"));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for root in roots {
+        walk(root, &mut out);
+    }
+    out
+}
+
+/// Asserts two snapshots are equal, naming only what differs.
+#[track_caller]
+fn assert_unchanged(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>, out: &Out) {
+    let mut changes = Vec::new();
+    for (path, was) in before {
+        match after.get(path) {
+            None => changes.push(format!("removed {path}")),
+            Some(now) if now != was => changes.push(format!("changed {path}: {was} => {now}")),
+            _ => {}
+        }
+    }
+    for path in after.keys().filter(|path| !before.contains_key(*path)) {
+        changes.push(format!("created {path}"));
+    }
+    assert!(
+        changes.is_empty(),
+        "files changed:\n{}\n{}",
+        changes.join("\n"),
+        out.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+/// `peerstage run --config CONFIG --date DATE EXTRA...`
+fn run_pool(config: &Path, extra: &[&str]) -> Out {
+    let config = p(config);
+    let mut args = vec!["run", "--config", config.as_str(), "--date", DATE];
+    args.extend_from_slice(extra);
+    ps(&args)
+}
+
+/// stdout as one JSON document.
+#[track_caller]
+fn json_of(out: &Out) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is not one JSON document: {err}\n{}",
+            out.describe()
+        )
+    })
+}
+
+/// The report entry of one peer.
+#[track_caller]
+fn peer_report<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["peers"]
+        .as_array()
+        .and_then(|peers| peers.iter().find(|peer| peer["peer"] == name))
+        .unwrap_or_else(|| panic!("no peer {name:?} in the report:\n{report:#}"))
+}
+
+#[track_caller]
+fn assert_status(report: &Value, name: &str, letter: &str) {
+    assert_eq!(
+        peer_report(report, name)["status"],
+        letter,
+        "status of peer {name}:\n{report:#}"
+    );
+}
+
+/// The job report file in the daily dir.
+#[track_caller]
+fn report_file(daily: &Path) -> Value {
+    let path = daily.join("peerstage-report.json");
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not JSON: {err}\n{text}", path.display()))
+}
+
+/// Starts `peerstage ARGS` in the background, its output into files in `dir`.
+fn spawn(args: &[&str], dir: &Path) -> Child {
+    let stderr = fs::File::create(dir.join("background.stderr")).expect("stderr file");
+    peerstage()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start peerstage in the background")
+}
+
+/// Waits until `path` exists and is not empty.
+#[track_caller]
+fn wait_for_file(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} did not appear",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `KEY=VALUE` lines of a hook's `env` dump, for the PEERSTAGE_ variables.
+#[track_caller]
+fn env_file(path: &Path) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("hook output {}: {err}", path.display()));
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+#[track_caller]
+fn assert_var(env: &BTreeMap<String, String>, key: &str, value: &str, what: &str) {
+    assert_eq!(
+        env.get(key).map(String::as_str),
+        Some(value),
+        "{what}: {key} in {env:#?}"
+    );
+}
+
+/// A hook that dumps the PEERSTAGE_ variables into `<dir>/<event>[-<peer>].env` and prints
+/// noise to stdout (which must not reach peerstage's stdout).
+fn env_hook(dir: &Path, event: &str, per_peer: bool) -> String {
+    let file = if per_peer {
+        format!("{}/{event}-$PEERSTAGE_PEER.env", p(dir))
+    } else {
+        format!("{}/{event}.env", p(dir))
+    };
+    format!("sh -c 'echo hook noise on stdout; env | grep ^PEERSTAGE_ | sort > \"{file}\"'")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 + 2: a pool from cback3.conf, from the equivalent TOML and from `config show`
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[test]
+fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
+    let fx = fixture_or_skip!(true);
+    let sshd = fx.sshd();
+    // Local peers first: Cedar (and so the cback3.conf reader) stages local peers first.
+    let locals = [fx.unique("local-a"), fx.unique("local-b")];
+    let remotes = [fx.unique("remote-a"), fx.unique("remote-b"), fx.unique("remote-c")];
+    let all: Vec<&String> = locals.iter().chain(remotes.iter()).collect();
+    let mut collects = BTreeMap::new();
+    for name in &all {
+        collects.insert(name.to_string(), fx.ready(name));
+    }
+
+    let mut xml_peers = String::new();
+    for (name, kind) in locals
+        .iter()
+        .map(|n| (n, "local"))
+        .chain(remotes.iter().map(|n| (n, "remote")))
+    {
+        xml_peers += &format!(
+            "      <peer>\n         <name>{name}</name>\n         <type>{kind}</type>\n         \
+             <collect_dir>{}</collect_dir>\n         <ignore_failures>none</ignore_failures>\n      \
+             </peer>\n",
+            xml_escape(&p(&collects[name.as_str()]))
+        );
+    }
+    let xml = format!(
+        "<?xml version=\"1.0\"?>\n<cb_config>\n   <options>\n      \
+         <starting_day>monday</starting_day>\n      <working_dir>{work}</working_dir>\n      \
+         <backup_user>root</backup_user>\n      <backup_group>root</backup_group>\n      \
+         <rcp_command>{rcp}</rcp_command>\n      <rsh_command>{rsh}</rsh_command>\n      \
+         <pre_action_hook>\n         <action>collect</action>\n         \
+         <command>/bin/false</command>\n      </pre_action_hook>\n      \
+         <pre_action_hook>\n         <action>stage</action>\n         \
+         <command>/bin/true</command>\n      </pre_action_hook>\n      \
+         <post_action_hook>\n         <action>stage</action>\n         \
+         <command>/bin/true</command>\n      </post_action_hook>\n   </options>\n   \
+         <stage>\n      <staging_dir>{staging}</staging_dir>\n{xml_peers}   </stage>\n\
+         </cb_config>\n",
+        work = xml_escape(&p(&fx.work())),
+        rcp = xml_escape(&sshd.rcp_command()),
+        rsh = xml_escape(&sshd.rsh_command()),
+        staging = xml_escape(&p(&fx.staging())),
+    );
+    let xml_path = fx.write_config("cback3.conf", &xml);
+
+    // The same pool in the native format; like cback3.conf it names no lock dir.
+    let mut toml = format!(
+        "staging_dir = {}\nworking_dir = {}\nbackup_user = \"root\"\nbackup_group = \"root\"\n\
+         starting_day = \"monday\"\n\n[defaults]\nrcp_command = {}\nrsh_command = {}\n\
+         remote_user = \"root\"\n\n[hooks]\nrun_start = [\"/bin/true\"]\nrun_end = [\"/bin/true\"]\n",
+        q(&p(&fx.staging())),
+        q(&p(&fx.work())),
+        q(&sshd.rcp_command()),
+        q(&sshd.rsh_command()),
+    );
+    for name in &locals {
+        toml += &local_peer(name, &collects[name.as_str()], "ignore_failures = \"none\"\n");
+    }
+    for name in &remotes {
+        toml += &remote_peer(name, &collects[name.as_str()], "ignore_failures = \"none\"\n");
+    }
+    let toml_path = fx.write_config("pool.toml", &toml);
+
+    for config in [&xml_path, &toml_path] {
+        ps(&["config", "check", "--config", &p(config)])
+            .expect_code(0, &format!("config check {}", config.display()));
+    }
+    // `config show` of both reads the same settings (but for the comment naming the source).
+    let show = |config: &Path| -> String {
+        let out = ps(&["config", "show", "--config", &p(config)]);
+        out.expect_code(0, &format!("config show {}", config.display()));
+        out.stdout
+    };
+    let shown_xml = show(&xml_path);
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        settings(&shown_xml),
+        settings(&show(&toml_path)),
+        "config show of cback3.conf and of the equivalent TOML differ"
+    );
+    let shown_path = fx.write_config("shown.toml", &shown_xml);
+
+    let expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = collects
+        .iter()
+        .map(|(name, dir)| (name.clone(), regular_files(dir)))
+        .collect();
+    let mut results = Vec::new();
+    for (what, config) in [
+        ("cback3.conf", &xml_path),
+        ("native TOML", &toml_path),
+        ("config show output", &shown_path),
+    ] {
+        let logins = sshd.logins();
+        let out = run_pool(config, &["--json"]);
+        out.expect_code(0, &format!("run from the {what}"));
+        let report = json_of(&out);
+        assert_eq!(report["status"], "T", "{what}: run status\n{report:#}");
+        assert_eq!(report["exit_code"], 0, "{what}\n{report:#}");
+        assert_eq!(report["daily_dir"], p(&fx.daily()).as_str(), "{what}");
+        let mut total_files = 0;
+        let mut total_bytes = 0;
+        for name in &all {
+            let entry = peer_report(&report, name);
+            let files = &expected[name.as_str()];
+            let bytes: usize = files.values().map(Vec::len).sum();
+            assert_eq!(entry["status"], "T", "{what}: peer {name}\n{report:#}");
+            assert_eq!(entry["files"], files.len(), "{what}: files of {name}");
+            assert_eq!(entry["bytes"], bytes, "{what}: bytes of {name}");
+            total_files += files.len();
+            total_bytes += bytes;
+            assert_same_files(&fx.target(name), files, what);
+            let stage = collects[name.as_str()].join("cback.stage");
+            assert!(
+                stage.is_file(),
+                "{what}: no stage indicator {}",
+                stage.display()
+            );
+            assert!(
+                fs::metadata(fx.target(name))
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false),
+                "{what}: {} is not a dir",
+                fx.target(name).display()
+            );
+        }
+        assert_eq!(report["files"], total_files, "{what}: total files");
+        assert_eq!(report["bytes"], total_bytes, "{what}: total bytes");
+        let master = fx.daily().join("cback.stage");
+        assert!(
+            master.is_file(),
+            "{what}: no master stage indicator {}",
+            master.display()
+        );
+        assert_eq!(fs::read(&master).unwrap().len(), 0, "master indicator is empty");
+        assert_eq!(
+            report_file(&fx.daily()),
+            report,
+            "{what}: the report file differs from the --json output"
+        );
+        // The daily dir holds the peers, the master indicator and the report; nothing else.
+        let mut want: Vec<String> = all.iter().map(|name| name.to_string()).collect();
+        want.push("cback.stage".into());
+        want.push("peerstage-report.json".into());
+        want.sort();
+        assert_eq!(list_dir(&fx.daily()), want, "{what}: daily dir");
+        assert!(
+            sshd.logins() > logins,
+            "{what}: the remote peers were not staged over ssh"
+        );
+
+        // Keep this run's result, and make the collect dirs as they were for the next run.
+        let keep = fx.base().join(format!("result-{}", results.len()));
+        fs::rename(fx.staging().join("2026"), &keep).expect("move the staged day aside");
+        for dir in collects.values() {
+            fs::remove_file(dir.join("cback.stage")).expect("remove stage indicator");
+        }
+        results.push(keep);
+    }
+    for name in &all {
+        let first = regular_files(&results[0].join("11/21").join(name));
+        for other in &results[1..] {
+            assert!(
+                regular_files(&other.join("11/21").join(name)) == first,
+                "peer {name}: staged files differ between {} and {}",
+                results[0].display(),
+                other.display()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2: config check
+
+/// Asserts `config check` fails with 2 and one stderr line naming the file, the line and `field`.
+#[track_caller]
+fn assert_config_error(config: &Path, line: usize, field: &str, what: &str) {
+    let out = ps(&["config", "check", "--config", &p(config)]);
+    out.expect_code(2, what).expect_one_error_line(what);
+    out.expect_stderr_line_with(&[&p(config), &format!("line {line}"), field], what);
+}
+
+#[test]
+fn config_check_accepts_good_configs_and_names_file_line_and_field() {
+    let fx = fixture_or_skip!(false);
+    let collect = fx.ready("a");
+    let peer = local_peer("a", &collect, "");
+    let good = fx.write_config("good.toml", &fx.toml("", "", &[peer]));
+    ps(&["config", "check", "--config", &p(&good)]).expect_code(0, "config check of good TOML");
+    let staging = p(&fx.staging());
+    let collect_s = p(&collect);
+    let xml = |peer_extra: &str| {
+        format!(
+            "<?xml version=\"1.0\"?>\n\
+             <cb_config>\n\
+             <stage>\n\
+             <staging_dir>{staging}</staging_dir>\n\
+             <peer>\n\
+             <name>a</name>\n\
+             <type>local</type>\n\
+             <collect_dir>{collect_s}</collect_dir>\n\
+             {peer_extra}\n\
+             </peer>\n\
+             </stage>\n\
+             </cb_config>\n"
+        )
+    };
+    let good_xml = fx.write_config("good.conf", &xml("<ignore_failures>daily</ignore_failures>"));
+    ps(&["config", "check", "--config", &p(&good_xml)])
+        .expect_code(0, "config check of a good cback3.conf");
+
+    // TOML: each mistake on line 6.
+    let head = format!(
+        "staging_dir = {staging:?}\nlock_dir = {:?}\n\n[[peer]]\nname = \"a\"\n",
+        p(&fx.lock_dir())
+    );
+    let syntax = fx.write_config(
+        "syntax.toml",
+        &format!("{head}type = \"local\" \"extra\"\ncollect_dir = {collect_s:?}\n"),
+    );
+    assert_config_error(&syntax, 6, "type", "TOML syntax error");
+    let unknown = fx.write_config(
+        "unknown.toml",
+        &format!("{head}tpye = \"local\"\ncollect_dir = {collect_s:?}\n"),
+    );
+    assert_config_error(&unknown, 6, "tpye", "TOML unknown key");
+    let relative = fx.write_config(
+        "relative.toml",
+        &format!("{head}collect_dir = \"backup/collect\"\ntype = \"local\"\n"),
+    );
+    assert_config_error(&relative, 6, "collect_dir", "TOML relative collect_dir");
+
+    // XML: the peer's extra line is line 9.
+    let broken = fx.write_config(
+        "broken.conf",
+        &xml("<ignore_failures>none</ignore_fail>"),
+    );
+    assert_config_error(&broken, 9, "ignore_fail", "XML not well-formed");
+    let bad_mode = fx.write_config(
+        "bad-mode.conf",
+        &xml("<ignore_failures>sometimes</ignore_failures>"),
+    );
+    assert_config_error(&bad_mode, 9, "ignore_failures", "XML bad ignore_failures");
+    // Nothing was created by checking.
+    assert!(!fx.lock_dir().exists(), "config check created the lock dir");
+    assert!(list_dir(&fx.staging()).is_empty(), "config check wrote into the staging dir");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3: ignore-failure modes
+
+#[test]
+fn ignore_failure_modes_decide_whether_a_not_ready_peer_fails_the_run() {
+    // (mode, starting_day, --full, exit code). 2026-11-21 is a Saturday: with
+    // starting_day = saturday, a run without --full is the weekly one.
+    let cases = [
+        ("none", "monday", false, 1),
+        ("none", "monday", true, 1),
+        ("all", "monday", false, 0),
+        ("all", "monday", true, 0),
+        ("daily", "monday", false, 0),
+        ("daily", "monday", true, 1),
+        ("weekly", "monday", false, 1),
+        ("weekly", "monday", true, 0),
+        ("daily", "saturday", false, 1),
+        ("weekly", "saturday", false, 0),
+        ("daily", "sunday", false, 0),
+        ("weekly", "sunday", false, 1),
+    ];
+    let mut failures = Vec::new();
+    for (mode, day, full, code) in cases {
+        let what = format!("ignore_failures = {mode}, starting_day = {day}, full = {full}");
+        let fx = Fx::new(false).expect("fixture without sshd");
+        let good = fx.ready("good");
+        let lazy = fx.collect("lazy");
+        write_file(&lazy.join("half-written.tar"), "not ready yet");
+        let config = fx.write_config(
+            "pool.toml",
+            &fx.toml(
+                &format!("starting_day = {}\n", q(day)),
+                "",
+                &[
+                    local_peer("good", &good, ""),
+                    local_peer("lazy", &lazy, &format!("ignore_failures = {}\n", q(mode))),
+                ],
+            ),
+        );
+        let mut args = vec!["--json"];
+        if full {
+            args.push("--full");
+        }
+        let out = run_pool(&config, &args);
+        out.expect_no_panic(&what);
+        if out.code != code {
+            failures.push(format!("{what}: expected exit {code}\n{}", out.describe()));
+            continue;
+        }
+        let report = json_of(&out);
+        assert_status(&report, "good", "T");
+        assert_status(&report, "lazy", "N");
+        assert_eq!(
+            peer_report(&report, "lazy")["ignored"],
+            code == 0,
+            "{what}: ignored flag\n{report:#}"
+        );
+        assert_eq!(report["status"], if code == 0 { "T" } else { "E" }, "{what}");
+        assert_eq!(report["full"], full, "{what}");
+        assert!(
+            regular_files(&fx.target("lazy")).is_empty(),
+            "{what}: files staged for a peer that was not ready"
+        );
+        assert!(
+            !lazy.join("cback.stage").exists(),
+            "{what}: a not-ready peer was marked staged"
+        );
+        assert!(good.join("cback.stage").is_file(), "{what}: good peer not marked");
+        assert!(fx.daily().join("cback.stage").is_file(), "{what}: no master indicator");
+        if code == 1 {
+            out.expect_stderr_line_with(&["lazy", "cback.collect"], &what);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4: managed actions
+
+#[test]
+fn managed_actions_run_on_the_peer_before_staging() {
+    let fx = fixture_or_skip!(true);
+    let base = fx.base();
+    let collect = fx.collect("managed");
+    let log = base.join("cback.log");
+    // The fake cback3 collects: the peer is only ready once it has run.
+    let script = write_script(
+        &base.join("fake-cback3"),
+        &format!(
+            "echo \"$*\" >> {log}\nprintf 'made by %s\\n' \"$*\" > {collect}/managed.tar\n: > {collect}/cback.collect",
+            log = sh_quote(&p(&log)),
+            collect = sh_quote(&p(&collect)),
+        ),
+    );
+    // An unmanaged peer with actions and a cback command: they must not run.
+    let other_log = base.join("other.log");
+    let other_script = write_script(
+        &base.join("other-cback3"),
+        &format!("echo \"$*\" >> {}", sh_quote(&p(&other_log))),
+    );
+    let other = fx.ready("other");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            "",
+            &[
+                remote_peer(
+                    "managed-peer",
+                    &collect,
+                    &format!(
+                        "managed = true\nmanaged_actions = [\"collect\"]\ncback_command = {}\n",
+                        q(&p(&script))
+                    ),
+                ),
+                remote_peer(
+                    "unmanaged-peer",
+                    &other,
+                    &format!(
+                        "managed = false\nmanaged_actions = [\"collect\"]\ncback_command = {}\n",
+                        q(&p(&other_script))
+                    ),
+                ),
+            ],
+        ),
+    );
+
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(0, "run with a managed peer");
+    assert_eq!(fs::read_to_string(&log).unwrap_or_default(), "collect\n");
+    let report = json_of(&out);
+    assert_status(&report, "managed-peer", "T");
+    assert_status(&report, "unmanaged-peer", "T");
+    assert_eq!(
+        fs::read(fx.target("managed-peer").join("managed.tar")).unwrap_or_default(),
+        b"made by collect\n"
+    );
+    assert!(collect.join("cback.stage").is_file());
+    assert!(
+        !other_log.exists(),
+        "managed actions ran on an unmanaged peer"
+    );
+
+    // Again, from scratch, as the weekly full run.
+    for name in ["managed.tar", "cback.collect", "cback.stage"] {
+        fs::remove_file(collect.join(name)).expect("reset collect dir");
+    }
+    let config_s = p(&config);
+    let out = ps(&[
+        "run",
+        "--config",
+        &config_s,
+        "--date",
+        "2026-11-22",
+        "--full",
+        "--json",
+    ]);
+    out.expect_code(0, "full run with a managed peer");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap_or_default(),
+        "collect\n--full collect\n"
+    );
+    assert_eq!(
+        fs::read(
+            fx.staging()
+                .join("2026/11/22/managed-peer")
+                .join("managed.tar")
+        )
+        .unwrap_or_default(),
+        b"made by --full collect\n"
+    );
+}
+
+#[test]
+fn a_failing_managed_action_fails_only_that_peer() {
+    let fx = fixture_or_skip!(true);
+    let collect = fx.ready("failing");
+    let good = fx.ready("good");
+    let script = write_script(&fx.base().join("broken-cback3"), "exit 3");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            "",
+            &[
+                remote_peer(
+                    "failing",
+                    &collect,
+                    &format!(
+                        "managed = true\nmanaged_actions = [\"collect\"]\ncback_command = {}\n",
+                        q(&p(&script))
+                    ),
+                ),
+                local_peer("good", &good, ""),
+            ],
+        ),
+    );
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(1, "run with a failing managed action");
+    let report = json_of(&out);
+    assert_status(&report, "failing", "E");
+    assert_status(&report, "good", "T");
+    assert!(regular_files(&fx.target("failing")).is_empty());
+    assert!(!collect.join("cback.stage").exists());
+    out.expect_stderr_line_with(&["failing", "collect"], "error names peer and action");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5: locks
+
+#[test]
+fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
+    let fx = fixture_or_skip!(false);
+    let collect = fx.ready("slow");
+    let started = fx.base().join("started");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook(
+                "pre_peer",
+                &[format!(
+                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; sleep 3'",
+                    p(&started)
+                )],
+            ),
+            &[local_peer("slow", &collect, "")],
+        ),
+    );
+    let config_s = p(&config);
+    let mut first = spawn(
+        &["run", "--config", &config_s, "--date", DATE, "--quiet"],
+        fx.base(),
+    );
+    wait_for_file(&started, "first run's pre_peer hook");
+    let holder = first.id();
+
+    // `locks` lists the run lock and the peer lock as held by the first run.
+    let out = ps(&["locks", "--config", &config_s, "--json"]);
+    out.expect_code(0, "locks --json");
+    let locks = json_of(&out);
+    let rows = locks.as_array().expect("locks --json is an array");
+    let find = |prefix: &str| {
+        rows.iter()
+            .find(|row| row["lock"].as_str().unwrap_or("").starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} lock in {locks:#}"))
+    };
+    for prefix in ["run", "peer slow"] {
+        let row = find(prefix);
+        assert_eq!(row["held"], true, "{prefix} lock held\n{locks:#}");
+        assert_eq!(row["owner_pid"], holder, "{prefix} lock owner\n{locks:#}");
+        assert_eq!(row["owner_alive"], true, "{prefix}\n{locks:#}");
+        let file = PathBuf::from(row["file"].as_str().unwrap_or(""));
+        assert!(
+            file.starts_with(fx.lock_dir()),
+            "lock file {} outside the config's lock dir",
+            file.display()
+        );
+    }
+    let out = ps(&["locks", "--config", &config_s]);
+    out.expect_code(0, "locks");
+    assert!(
+        out.stdout.contains(&format!("pid {holder}")) && out.stdout.contains("peer slow"),
+        "locks does not list the held locks\n{}",
+        out.describe()
+    );
+
+    let clock = Instant::now();
+    let out = run_pool(&config, &[]);
+    let took = clock.elapsed();
+    out.expect_code(75, "second run while the first holds the run lock")
+        .expect_one_error_line("second run")
+        .expect_stderr_contains(&format!("pid {holder}"), "the error names the owner pid");
+    assert!(
+        took < Duration::from_millis(2500),
+        "the second run did not fail at once ({took:?})"
+    );
+
+    let clock = Instant::now();
+    let out = ps(&[
+        "run",
+        "--config",
+        &config_s,
+        "--date",
+        "2026-11-22",
+        "--wait",
+        "--json",
+    ]);
+    let took = clock.elapsed();
+    out.expect_code(0, "run --wait");
+    assert_status(&json_of(&out), "slow", "T");
+    let status = first.wait().expect("wait for the first run");
+    assert_eq!(status.code(), Some(0), "first run");
+    assert!(
+        took > Duration::from_millis(500),
+        "run --wait did not wait for the first run ({took:?})"
+    );
+    assert!(
+        regular_files(&fx.target("slow")).contains_key("id-slow.txt"),
+        "the first run staged"
+    );
+    assert!(fx
+        .staging()
+        .join("2026/11/22/slow/id-slow.txt")
+        .is_file());
+
+    let out = ps(&["locks", "--config", &config_s, "--json"]);
+    out.expect_code(0, "locks --json after the runs");
+    let locks = json_of(&out);
+    for row in locks.as_array().expect("array") {
+        assert_eq!(row["held"], false, "lock still held after the runs\n{locks:#}");
+    }
+}
+
+#[test]
+fn a_killed_run_does_not_block_the_next() {
+    let fx = fixture_or_skip!(false);
+    let collect = fx.ready("victim");
+    let hook_pid = fx.base().join("hook.pid");
+    // The first run's hook records its pid and sleeps; later runs' hooks pass at once.
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook(
+                "pre_peer",
+                &[format!(
+                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; exec sleep 20'",
+                    p(&hook_pid)
+                )],
+            ),
+            &[local_peer("victim", &collect, "")],
+        ),
+    );
+    let config_s = p(&config);
+    let mut first = spawn(&["run", "--config", &config_s, "--date", DATE], fx.base());
+    wait_for_file(&hook_pid, "first run's pre_peer hook");
+    first.kill().expect("SIGKILL the run");
+    let status = first.wait().expect("reap the killed run");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    // The orphaned hook (still sleeping) must not hold the locks either.
+    let clock = Instant::now();
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(0, "run after a killed run");
+    assert!(clock.elapsed() < Duration::from_secs(10));
+    assert_status(&json_of(&out), "victim", "T");
+    assert!(collect.join("cback.stage").is_file());
+
+    let out = ps(&["locks", "--config", &config_s, "--json"]);
+    out.expect_code(0, "locks --json");
+    let locks = json_of(&out);
+    assert!(
+        !locks.as_array().expect("array").is_empty(),
+        "no locks listed\n{locks:#}"
+    );
+    for row in locks.as_array().expect("array") {
+        assert_eq!(row["held"], false, "lock held after the runs\n{locks:#}");
+    }
+
+    // End the orphaned hook, by its pid.
+    if let Ok(pid) = fs::read_to_string(&hook_pid) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6 + 7: hooks and --json
+
+#[test]
+fn hooks_see_the_job_and_json_stays_pure() {
+    let fx = fixture_or_skip!(false);
+    let out_dir = mkdir(&fx.base().join("hook-out"));
+    let first = fx.ready("first");
+    let second = fx.collect("second");
+    write_file(&second.join("only.tar"), "x".repeat(1000));
+    write_file(&second.join("cback.collect"), "");
+    let hooks = [
+        hook("run_start", &[env_hook(&out_dir, "run_start", false)]),
+        hook("pre_peer", &[env_hook(&out_dir, "pre_peer", true)]),
+        hook("post_peer", &[env_hook(&out_dir, "post_peer", true)]),
+        hook("run_end", &[env_hook(&out_dir, "run_end", false)]),
+    ]
+    .concat();
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hooks,
+            &[
+                local_peer("first", &first, ""),
+                local_peer("second", &second, ""),
+            ],
+        ),
+    );
+    let expected: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = [
+        ("first", regular_files(&first)),
+        ("second", regular_files(&second)),
+    ]
+    .into_iter()
+    .collect();
+
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(0, "run with hooks");
+    assert!(
+        !out.stdout.contains("hook noise"),
+        "hook output reached stdout\n{}",
+        out.describe()
+    );
+    let report = json_of(&out);
+    let daily = p(&fx.daily());
+
+    let start = env_file(&out_dir.join("run_start.env"));
+    assert_var(&start, "PEERSTAGE_EVENT", "run-start", "run_start");
+    assert_var(&start, "PEERSTAGE_DAILY_DIR", &daily, "run_start");
+    assert!(!start.contains_key("PEERSTAGE_PEER"), "run_start: {start:#?}");
+
+    let mut total_files = 0;
+    let mut total_bytes = 0;
+    for (name, files) in &expected {
+        let count = files.len();
+        let bytes: usize = files.values().map(Vec::len).sum();
+        total_files += count;
+        total_bytes += bytes;
+        let target = p(&fx.target(name));
+
+        let pre = env_file(&out_dir.join(format!("pre_peer-{name}.env")));
+        let what = format!("pre_peer of {name}");
+        assert_var(&pre, "PEERSTAGE_EVENT", "pre-peer", &what);
+        assert_var(&pre, "PEERSTAGE_PEER", name, &what);
+        assert_var(&pre, "PEERSTAGE_TARGET_DIR", &target, &what);
+        assert_var(&pre, "PEERSTAGE_DAILY_DIR", &daily, &what);
+
+        let post = env_file(&out_dir.join(format!("post_peer-{name}.env")));
+        let what = format!("post_peer of {name}");
+        assert_var(&post, "PEERSTAGE_EVENT", "post-peer", &what);
+        assert_var(&post, "PEERSTAGE_PEER", name, &what);
+        assert_var(&post, "PEERSTAGE_STATUS", "T", &what);
+        assert_var(&post, "PEERSTAGE_FILES", &count.to_string(), &what);
+        assert_var(&post, "PEERSTAGE_BYTES", &bytes.to_string(), &what);
+        assert_var(&post, "PEERSTAGE_TARGET_DIR", &target, &what);
+        assert_var(&post, "PEERSTAGE_DAILY_DIR", &daily, &what);
+
+        let entry = peer_report(&report, name);
+        assert_eq!(entry["status"], "T", "{name}\n{report:#}");
+        assert_eq!(entry["files"], count, "{name}\n{report:#}");
+        assert_eq!(entry["bytes"], bytes, "{name}\n{report:#}");
+        assert!(
+            entry["seconds"].as_f64().is_some_and(|s| s >= 0.0),
+            "{name}: seconds\n{report:#}"
+        );
+        assert_same_files(&fx.target(name), files, name);
+    }
+
+    let end = env_file(&out_dir.join("run_end.env"));
+    assert_var(&end, "PEERSTAGE_EVENT", "run-end", "run_end");
+    assert_var(&end, "PEERSTAGE_STATUS", "T", "run_end");
+    assert_var(&end, "PEERSTAGE_FILES", &total_files.to_string(), "run_end");
+    assert_var(&end, "PEERSTAGE_BYTES", &total_bytes.to_string(), "run_end");
+    assert_var(&end, "PEERSTAGE_DAILY_DIR", &daily, "run_end");
+    assert_eq!(report["files"], total_files);
+    assert_eq!(report["bytes"], total_bytes);
+    assert!(report["seconds"].as_f64().is_some_and(|s| s >= 0.0));
+
+    // Without --json the report is a table on stdout, one line per peer.
+    let out = ps(&[
+        "run",
+        "--config",
+        &p(&config),
+        "--date",
+        "2026-11-22",
+    ]);
+    out.expect_code(0, "run with hooks, table");
+    for name in ["first", "second"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|line| line.starts_with(name) && line.contains(" T ")),
+            "no table line for {name}\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn a_failing_pre_peer_hook_skips_that_peer_only() {
+    let fx = fixture_or_skip!(false);
+    let good = fx.ready("good");
+    let skipped = fx.ready("skipped");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook(
+                "pre_peer",
+                &["sh -c 'test \"$PEERSTAGE_PEER\" != skipped'".to_string()],
+            ),
+            &[
+                local_peer("good", &good, ""),
+                local_peer("skipped", &skipped, ""),
+            ],
+        ),
+    );
+    let expected = regular_files(&good);
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(1, "run with a failing pre_peer hook");
+    let report = json_of(&out);
+    assert_status(&report, "good", "T");
+    assert_status(&report, "skipped", "S");
+    assert_eq!(report["status"], "E");
+    assert_same_files(&fx.target("good"), &expected, "good peer");
+    assert!(
+        regular_files(&fx.target("skipped")).is_empty(),
+        "a skipped peer was staged"
+    );
+    assert!(!skipped.join("cback.stage").exists(), "a skipped peer was marked");
+    assert!(good.join("cback.stage").is_file());
+    out.expect_stderr_line_with(&["skipped", "pre-peer"], "error names peer and hook");
+}
+
+#[test]
+fn a_failing_run_start_hook_cancels_the_run() {
+    let fx = fixture_or_skip!(false);
+    let one = fx.ready("one");
+    let two = fx.ready("two");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook("run_start", &["sh -c 'exit 4'".to_string()]),
+            &[local_peer("one", &one, ""), local_peer("two", &two, "")],
+        ),
+    );
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(1, "run with a failing run_start hook");
+    let report = json_of(&out);
+    assert_eq!(report["status"], "A", "{report:#}");
+    for (name, dir) in [("one", &one), ("two", &two)] {
+        assert_status(&report, name, "A");
+        assert!(regular_files(&fx.target(name)).is_empty(), "{name} staged");
+        assert!(!dir.join("cback.stage").exists(), "{name} marked");
+    }
+    out.expect_stderr_line_with(&["run-start", "4"], "error names the hook and its status");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8: --dry-run
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_commands() {
+    let fx = fixture_or_skip!(true);
+    let sshd = fx.sshd();
+    let remote = fx.ready("remote");
+    let local = fx.ready("local");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook("run_start", &[format!("touch {}", p(&fx.base().join("hook-ran")))]),
+            &[
+                remote_peer("remote-peer", &remote, ""),
+                local_peer("local-peer", &local, ""),
+            ],
+        ),
+    );
+    // A lock dir from an earlier run, and one that does not exist yet: both stay as they are.
+    let roots = [fx.base().to_path_buf()];
+    for (what, config_path) in [("no lock dir", config.clone()), ("existing lock dir", config)] {
+        if what == "existing lock dir" {
+            mkdir(&fx.lock_dir());
+            set_mode(&fx.lock_dir(), 0o700);
+        }
+        thread::sleep(Duration::from_millis(20));
+        let before = snapshot(&roots);
+        let logins = sshd.logins();
+        let out = run_pool(&config_path, &["--dry-run"]);
+        out.expect_code(0, what);
+        assert_unchanged(&before, &snapshot(&roots), &out);
+        assert_eq!(sshd.logins(), logins, "{what}: a dry run logged in to the peer");
+        let scp_line = out.stdout.lines().any(|line| {
+            line.contains("/usr/bin/scp")
+                && line.contains(&p(&sshd.ssh_config))
+                && line.contains(&p(&remote))
+                && line.contains("remote-peer")
+        });
+        assert!(
+            scp_line,
+            "{what}: no scp command line for the remote peer\n{}",
+            out.describe()
+        );
+        assert!(
+            out.stdout.contains(&p(&local)),
+            "{what}: no file operation for the local peer\n{}",
+            out.describe()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9: one failing peer never stops the others
+
+#[test]
+fn an_unreachable_peer_does_not_stop_the_others() {
+    let fx = fixture_or_skip!(true);
+    let sshd = fx.sshd();
+    let down = fx.ready("down");
+    let up = fx.ready("up");
+    let here = fx.ready("here");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "jobs = 2\n",
+            "",
+            &[
+                remote_peer(
+                    "down-peer",
+                    &down,
+                    &format!(
+                        "rcp_command = {}\nrsh_command = {}\n",
+                        q(&sshd.unreachable_rcp_command()),
+                        q(&sshd.unreachable_rsh_command())
+                    ),
+                ),
+                remote_peer("up-peer", &up, ""),
+                local_peer("here", &here, ""),
+            ],
+        ),
+    );
+    let expected_up = regular_files(&up);
+    let expected_here = regular_files(&here);
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(1, "run with an unreachable peer");
+    let report = json_of(&out);
+    assert_status(&report, "down-peer", "f");
+    assert_status(&report, "up-peer", "T");
+    assert_status(&report, "here", "T");
+    assert_eq!(report["status"], "E");
+    assert_eq!(report["exit_code"], 1);
+    assert_same_files(&fx.target("up-peer"), &expected_up, "reachable remote peer");
+    assert_same_files(&fx.target("here"), &expected_here, "local peer");
+    assert!(regular_files(&fx.target("down-peer")).is_empty());
+    assert!(!down.join("cback.stage").exists());
+    assert!(up.join("cback.stage").is_file());
+    assert!(fx.daily().join("cback.stage").is_file());
+    assert_eq!(report_file(&fx.daily()), report);
+    out.expect_stderr_line_with(&["down-peer"], "error names the unreachable peer");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10: status
+
+#[test]
+fn status_shows_each_peer_and_changes_nothing() {
+    let fx = fixture_or_skip!(true);
+    let remote_ready = fx.ready("remote-ready");
+    let remote_waiting = fx.collect("remote-waiting");
+    write_file(&remote_waiting.join("partial.tar"), "partial");
+    let local_staged = fx.ready("local-staged");
+    write_file(&local_staged.join("cback.stage"), "");
+    let local_missing = fx.base().join("collect/local-missing");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            "",
+            &[
+                remote_peer("remote-ready", &remote_ready, ""),
+                remote_peer("remote-waiting", &remote_waiting, ""),
+                local_peer("local-staged", &local_staged, ""),
+                local_peer("local-missing", &local_missing, ""),
+            ],
+        ),
+    );
+    // The working dir is where remote probes land; everything else must stay as it is.
+    let roots = [fx.staging(), fx.base().join("collect"), fx.lock_dir()];
+    let before = snapshot(&roots);
+    let config_s = p(&config);
+    let out = ps(&["status", "--config", &config_s]);
+    out.expect_code(0, "status");
+    let expect = [
+        ("remote-ready", "present", "absent"),
+        ("remote-waiting", "absent", "absent"),
+        ("local-staged", "present", "present"),
+        ("local-missing", "absent", "absent"),
+    ];
+    for (name, collect, stage) in expect {
+        let found = out.stdout.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.first() == Some(&name) && words.get(1..3) == Some(&[collect, stage][..])
+        });
+        assert!(
+            found,
+            "status line for {name} should say {collect} {stage}\n{}",
+            out.describe()
+        );
+    }
+    let out_json = ps(&["status", "--config", &config_s, "--json"]);
+    out_json.expect_code(0, "status --json");
+    let states = json_of(&out_json);
+    for (name, collect, stage) in expect {
+        let state = states
+            .as_array()
+            .and_then(|list| list.iter().find(|s| s["peer"] == name))
+            .unwrap_or_else(|| panic!("no {name} in {states:#}"));
+        assert_eq!(state["collect_indicator"], collect == "present", "{name}");
+        assert_eq!(state["stage_indicator"], stage == "present", "{name}");
+    }
+    assert_unchanged(&before, &snapshot(&roots), &out);
+    assert!(
+        list_dir(&fx.work()).is_empty(),
+        "status left files in the working dir: {:?}",
+        list_dir(&fx.work())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11: single-peer subcommands with --config --peer
+
+#[test]
+fn single_peer_subcommands_take_the_peer_from_the_config() {
+    let fx = fixture_or_skip!(true);
+    let remote = fx.ready("remote");
+    let waiting = fx.collect("waiting");
+    write_file(&waiting.join("partial.tar"), "partial");
+    let local = fx.ready("local");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            "",
+            &[
+                remote_peer("remote-peer", &remote, ""),
+                remote_peer("waiting-peer", &waiting, ""),
+                local_peer("local-peer", &local, ""),
+            ],
+        ),
+    );
+    let config_s = p(&config);
+    let peer_cmd = |cmd: &str, peer: &str, extra: &[&str]| -> Out {
+        let mut args = vec![cmd, "--config", config_s.as_str(), "--peer", peer];
+        args.extend_from_slice(extra);
+        ps(&args)
+    };
+
+    peer_cmd("check", "remote-peer", &[]).expect_code(0, "check of a ready remote peer");
+    peer_cmd("check", "waiting-peer", &[]).expect_code(1, "check of a waiting remote peer");
+    peer_cmd("check", "local-peer", &[]).expect_code(0, "check of a ready local peer");
+    peer_cmd("check", "no-such-peer", &[])
+        .expect_code(2, "check of a peer not in the config")
+        .expect_stderr_contains("no-such-peer", "names the missing peer");
+
+    for (name, collect) in [("remote-peer", &remote), ("local-peer", &local)] {
+        let expected = regular_files(collect);
+        let target = mkdir(&fx.base().join(format!("target-{name}")));
+        peer_cmd("stage", name, &["--target", &p(&target)])
+            .expect_code(0, &format!("stage {name}"));
+        assert_same_files(&target, &expected, name);
+        assert!(!collect.join("cback.stage").exists(), "stage alone marked {name}");
+        peer_cmd("mark", name, &[]).expect_code(0, &format!("mark {name}"));
+        assert!(collect.join("cback.stage").is_file(), "mark {name}");
+    }
+
+    // The peer locks went to the config's lock dir.
+    let out = ps(&["locks", "--config", &config_s, "--json"]);
+    out.expect_code(0, "locks --json");
+    let locks = json_of(&out);
+    for name in ["remote-peer", "local-peer"] {
+        assert!(
+            locks.as_array().is_some_and(|rows| rows
+                .iter()
+                .any(|row| row["lock"] == format!("peer {name}").as_str()
+                    && row["held"] == false)),
+            "no free lock for {name} in the config's lock dir\n{locks:#}"
+        );
+    }
+}
