@@ -45,6 +45,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
+    /// How staged files are checked against the peer's: none, size (names and sizes), or
+    /// sha256 (contents too) [default: the config's verify, else size]
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["none", "size", "sha256"])]
+    pub verify: Option<String>,
+
     /// Open a new ssh connection for each command instead of sharing one per remote peer
     #[arg(long, global = true)]
     pub no_multiplex: bool,

@@ -87,6 +87,7 @@ pub fn prepare() -> Result<Config> {
         jobs: None,
         timeout: None,
         multiplex: true,
+        verify: None,
         hooks: HookConfig::default(),
         peers,
     })

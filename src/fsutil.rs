@@ -103,7 +103,7 @@ pub struct ScratchDir {
 
 impl ScratchDir {
     pub fn create_in(parent: &Path) -> io::Result<ScratchDir> {
-        let template = parent.join(format!("{TEMP_PREFIX}XXXXXX"));
+        let template = parent.join(format!("{TEMP_PREFIX}{}-XXXXXX", std::process::id()));
         let path = nix::unistd::mkdtemp(&template).map_err(io::Error::from)?;
         Ok(ScratchDir { path })
     }
@@ -124,12 +124,75 @@ impl Drop for ScratchDir {
     }
 }
 
+/// Removes what a killed peerstage left in `dir`: temp files and dirs whose name carries the
+/// pid of a process that no longer exists. A live pid's debris is left alone (it may be
+/// another peerstage at work, or a recycled pid; either way it is not ours to take).
+pub fn remove_debris(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(TEMP_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if !gone || pid <= 0 {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(err) => Err(err),
+        };
+        match removed {
+            Ok(()) => log::info!(
+                "removed {} left by a killed run (pid {pid})",
+                path.display()
+            ),
+            Err(err) => log::warn!(
+                "cannot remove {} left by a killed run: {err}",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// Opens a file for reading without following a symlink at its final component.
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_CLOEXEC)
         .open(path)
+}
+
+/// SHA-256 of everything from the reader's position on.
+pub fn sha256(reader: &mut impl io::Read) -> io::Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.finalize().into()),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// A plain file name: not empty, not `.` or `..`, no `/` and no NUL. Everything that comes
@@ -180,6 +243,32 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    #[test]
+    fn debris_of_dead_processes_is_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let dead_dir = dir.path().join(format!("{TEMP_PREFIX}{dead}-abcdef"));
+        fs::create_dir(&dead_dir).unwrap();
+        fs::write(dead_dir.join("partial"), "x").unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}{dead}-7")), "x").unwrap();
+        let live = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}{}-1", std::process::id()));
+        fs::write(&live, "x").unwrap();
+        fs::write(dir.path().join("keep"), "x").unwrap();
+        remove_debris(dir.path());
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        left.sort();
+        let mut expected = vec![live, dir.path().join("keep")];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

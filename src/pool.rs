@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub lock_dir: Option<PathBuf>,
     /// Share one ssh connection per remote peer (unless the config or --no-multiplex says no).
     pub multiplex: bool,
+    /// --verify, over the config's.
+    pub verify: Option<crate::peer::Verify>,
 }
 
 /// What every worker shares.
@@ -438,6 +440,11 @@ impl Run<'_> {
                 dry_run: self.options.dry_run,
                 deadline,
                 multiplex: self.options.multiplex && self.config.multiplex,
+                verify: self
+                    .options
+                    .verify
+                    .or(self.config.verify)
+                    .unwrap_or_default(),
             },
         )
         .map_err(fatal)?;
@@ -483,6 +490,7 @@ impl Run<'_> {
         result.files = staged.files;
         result.bytes = staged.bytes;
         result.skipped_entries = staged.skipped;
+        result.verified = staged.verified;
         peer.write_stage_indicator(DEFAULT_STAGE_INDICATOR, &Perms::default())
             .map_err(fatal)?;
         Ok(())

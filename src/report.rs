@@ -62,6 +62,8 @@ pub struct PeerResult {
     pub target_dir: String,
     /// Entries of the collect dir that were not staged.
     pub skipped_entries: Vec<String>,
+    /// How the staged files were checked against the peer's (size, sha256, none, skipped...).
+    pub verified: String,
     /// The error, one line, when there was one.
     pub message: Option<String>,
     #[serde(skip)]
@@ -81,6 +83,7 @@ impl PeerResult {
             seconds: 0.0,
             target_dir,
             skipped_entries: Vec::new(),
+            verified: String::new(),
             message: None,
             outcome: PeerStatus::Completed,
         }

@@ -19,7 +19,7 @@ use crate::config::{Config, PeerConfig, PeerKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
 use crate::ownership::{Mode, Ownership, Perms};
-use crate::peer::{self, Peer, PeerOptions};
+use crate::peer::{self, Peer, PeerOptions, Verify};
 
 /// What every subcommand needs besides its own arguments.
 pub struct Context {
@@ -29,10 +29,11 @@ pub struct Context {
     pub multiplex: bool,
     /// --lock-dir or PEERSTAGE_LOCK_DIR, over the config's and the default.
     pub lock_dir: Option<PathBuf>,
+    pub verify: Option<Verify>,
 }
 
 impl Context {
-    /// Peer options for a peer starting now; `config_timeout` is used when no --timeout was given.
+    /// Where lock files go: --lock-dir, else the config's, else the default.
     pub fn lock_dir(&self, config_lock_dir: Option<&std::path::Path>) -> PathBuf {
         self.lock_dir
             .clone()
@@ -40,14 +41,21 @@ impl Context {
             .unwrap_or_else(lock::default_lock_dir)
     }
 
-    pub fn peer_options(&self, config_timeout: Option<u64>) -> PeerOptions {
+    /// Options for a peer starting now: the flags, over the config's settings when the peer
+    /// comes from a config.
+    pub fn peer_options(&self, config: Option<&Config>) -> PeerOptions {
+        let config_timeout = config.and_then(|config| config.timeout);
         let timeout = self
             .timeout
             .or(config_timeout.map(std::time::Duration::from_secs));
         PeerOptions {
             dry_run: self.dry_run,
             deadline: timeout.map(|timeout| std::time::Instant::now() + timeout),
-            multiplex: self.multiplex,
+            multiplex: self.multiplex && config.is_none_or(|config| config.multiplex),
+            verify: self
+                .verify
+                .or(config.and_then(|config| config.verify))
+                .unwrap_or_default(),
         }
     }
 }
@@ -59,6 +67,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         timeout: cli.timeout.map(std::time::Duration::from_secs),
         multiplex: !cli.no_multiplex,
         lock_dir: cli.lock_dir,
+        verify: cli.verify.as_deref().and_then(Verify::parse),
     };
     match cli.command {
         Command::Stage(args) => stage::run(&context, args),
@@ -75,14 +84,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 /// The peer named on the command line: from flags, or from `--config FILE --peer NAME`.
-/// Also returns the config's lock dir and timeout, when the peer came from a config.
-pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<PathBuf>, Option<u64>)> {
+/// Also returns the whole config, when the peer came from one.
+pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<Config>)> {
     if let (Some(file), Some(name)) = (&args.config, &args.peer) {
         let config = Config::load(file)?;
         let peer = config.peer(name).cloned().ok_or_else(|| {
             Error::usage(format!("config {}: no peer named {name:?}", file.display()))
         })?;
-        return Ok((peer, config.lock_dir, config.timeout));
+        return Ok((peer, Some(config)));
     }
     let Some(collect_dir) = args.collect_dir.clone() else {
         return Err(Error::usage(
@@ -113,7 +122,7 @@ pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<PathBuf>, Opti
     if let Some(cback) = &args.cback_command {
         config.cback_command = cback.clone();
     }
-    Ok((config, None, None))
+    Ok((config, None))
 }
 
 /// A peer to work on, with its lock when the work changes something.
@@ -132,10 +141,10 @@ impl std::ops::Deref for OpenPeer {
 /// Builds the peer named on the command line. With `locked`, takes the peer's lock, the same
 /// one `run` takes, so a hand-run stage and the nightly run never work on one peer at once.
 pub fn open_peer(context: &Context, args: &PeerArgs, locked: bool) -> Result<OpenPeer> {
-    let (config, lock_dir, timeout) = peer_config(args)?;
-    let peer = peer::build(&config, context.peer_options(timeout))?;
+    let (config, pool) = peer_config(args)?;
+    let peer = peer::build(&config, context.peer_options(pool.as_ref()))?;
     let lock = if locked && !context.dry_run {
-        let lock_dir = context.lock_dir(lock_dir.as_deref());
+        let lock_dir = context.lock_dir(pool.as_ref().and_then(|pool| pool.lock_dir.as_deref()));
         lock::prepare_lock_dir(&lock_dir)?;
         Some(Lock::peer(&lock_dir, &config.name, args.wait)?)
     } else {

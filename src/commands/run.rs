@@ -28,6 +28,7 @@ pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
             .or(config.timeout.map(std::time::Duration::from_secs)),
         lock_dir: context.lock_dir.clone(),
         multiplex: context.multiplex,
+        verify: context.verify,
     };
     let report = pool::run(&config, &options)?;
     if args.json {

@@ -35,7 +35,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
     let mut states = Vec::new();
     let mut exit = 0;
     for peer_config in selected {
-        let peer = peer::build(peer_config, context.peer_options(config.timeout))?;
+        let peer = peer::build(peer_config, context.peer_options(Some(&config)))?;
         let mut state = PeerState {
             peer: peer_config.name.clone(),
             collect_indicator: None,

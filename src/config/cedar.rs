@@ -181,6 +181,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         jobs: None,
         timeout: None,
         multiplex: true,
+        verify: None,
         hooks: HookConfig {
             run_start: hooks.pre.iter().map(|hook| hook.text.to_string()).collect(),
             pre_peer: Vec::new(),

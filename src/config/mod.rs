@@ -160,6 +160,32 @@ impl Weekday {
     }
 }
 
+/// Run as root, a config names commands that root will run (hooks, rcp and rsh commands), so
+/// only root may be able to change it: like cron and sudo, refuse a file that another user
+/// owns or that group or others can write.
+fn check_trusted(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // reading it reports the problem
+    };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != 0 {
+        return Err(Error::usage(format!(
+            "config {}: owned by uid {}, not root; running as root, peerstage only reads a config that root owns",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(Error::usage(format!(
+            "config {}: mode {mode:04o} lets group or others change it; running as root, peerstage refuses it (chmod go-w {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A whole pool: where to stage, who owns staged files, the peers and the hooks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -182,6 +208,8 @@ pub struct Config {
     pub timeout: Option<u64>,
     /// Reuse one ssh connection for every operation on a remote peer (OpenSSH only).
     pub multiplex: bool,
+    /// How staged files are checked against the peer's; size when unset.
+    pub verify: Option<crate::peer::Verify>,
     pub hooks: HookConfig,
     pub peers: Vec<PeerConfig>,
 }
@@ -189,6 +217,9 @@ pub struct Config {
 impl Config {
     /// Loads a config file: Cedar's XML when it starts with `<`, the native TOML otherwise.
     pub fn load(path: &Path) -> Result<Config> {
+        if crate::ownership::running_as_root() {
+            check_trusted(path)?;
+        }
         let text = std::fs::read_to_string(path).map_err(|err| {
             Error::usage(format!(
                 "config {}: cannot read: {}",

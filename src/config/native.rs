@@ -11,6 +11,7 @@
 //! jobs = 4                              # >= 1
 //! timeout = 3600                        # seconds, >= 1
 //! multiplex = true                      # one ssh connection per remote peer (OpenSSH)
+//! verify = "size"                       # none, size or sha256
 //!
 //! [defaults]                            # for every remote peer that does not set its own
 //! rcp_command = "/usr/bin/scp -B -q -C"
@@ -62,6 +63,7 @@ struct RawFile {
     jobs: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
     multiplex: Option<bool>,
+    verify: Option<Spanned<String>>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -168,6 +170,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         positive(&raw.jobs).map_err(|(span, problem)| fail(span, format!("jobs {problem}")))?;
     let timeout = positive(&raw.timeout)
         .map_err(|(span, problem)| fail(span, format!("timeout {problem}")))?;
+    let verify = match &raw.verify {
+        None => None,
+        Some(mode) => Some(crate::peer::Verify::parse(mode.get_ref()).ok_or_else(|| {
+            fail(
+                mode.span(),
+                format!(
+                    "verify must be none, size or sha256, got {:?}",
+                    mode.get_ref()
+                ),
+            )
+        })?),
+    };
 
     // Checked where they are written: a bad default is one mistake, not one per peer.
     let defaults = &raw.defaults;
@@ -237,6 +251,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         jobs,
         timeout,
         multiplex: raw.multiplex.unwrap_or(true),
+        verify,
         hooks,
         peers,
     };
@@ -709,6 +724,9 @@ pub fn render(config: &Config) -> String {
     }
     if !config.multiplex {
         line(&mut out, "multiplex", "false");
+    }
+    if let Some(verify) = config.verify {
+        line(&mut out, "verify", &quote(verify.as_str()));
     }
 
     let hooks = &config.hooks;

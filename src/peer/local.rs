@@ -1,18 +1,19 @@
 //! A peer on the master itself, staged with plain file-system copies.
 
 use std::fs;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
-use crate::fsutil::{open_nofollow, write_file_atomically, TempFile};
+use crate::fsutil::{open_nofollow, remove_debris, sha256, write_file_atomically, ScratchDir};
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 
 use super::{
-    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
+    check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
+    PeerOptions, StageReport, Verify,
 };
 
 pub struct LocalPeer {
@@ -29,16 +30,11 @@ impl LocalPeer {
         format!("peer {}: {}: {cause}", self.config.name, path.display())
     }
 
-    /// Copies one file into place: contents into a private temp file in the target dir
-    /// (in-kernel, through copy_file_range), then owner and mode, then rename. The final name
-    /// only ever shows a complete file with its final owner and mode.
-    fn copy_one(
-        &self,
-        source: &Path,
-        target: &Path,
-        target_dir: &Path,
-        perms: &Perms,
-    ) -> Result<u64> {
+    /// Copies one file into the incoming dir: contents in-kernel (copy_file_range, through
+    /// io::copy), then owner and mode on the open file. The incoming dir is private, so the
+    /// file is never visible with a wrong owner or mode, and it reaches its final name only
+    /// when the whole collect dir has been copied.
+    fn copy_one(&self, source: &Path, incoming: &Path, perms: &Perms) -> Result<u64> {
         let mut input = open_nofollow(source)
             .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
         let meta = input
@@ -50,27 +46,51 @@ impl LocalPeer {
                 self.error(source, "no longer a regular file"),
             ));
         }
-        let mut temp = TempFile::create_in(target_dir)
-            .map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?;
-        let bytes = io::copy(&mut input, &mut temp.file)
-            .map_err(|err| Error::failed(self.error(target, write_cause(&err))))?;
-        if bytes != meta.len() {
+        let mut output = create_private(incoming)
+            .map_err(|err| Error::failed(self.error(incoming, write_cause(&err))))?;
+        let bytes = io::copy(&mut input, &mut output)
+            .map_err(|err| Error::failed(self.error(incoming, write_cause(&err))))?;
+        let written = output.metadata().map(|meta| meta.len()).unwrap_or(u64::MAX);
+        if bytes != meta.len() || written != meta.len() {
             return Err(Error::failed(self.error(
                 source,
                 format!(
-                    "size changed while copying ({} bytes expected, {bytes} copied)",
+                    "size mismatch: {} bytes on the peer, {written} staged (did it change while copying?)",
                     meta.len()
                 ),
             )));
         }
+        if self.options.verify == Verify::Sha256 {
+            let copied = open_nofollow(incoming)
+                .and_then(|mut copied| sha256(&mut copied))
+                .map_err(|err| Error::failed(self.error(incoming, io_cause(&err))))?;
+            let original = input
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| sha256(&mut input))
+                .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+            if copied != original {
+                return Err(Error::failed(
+                    self.error(source, "SHA-256 of the staged copy differs"),
+                ));
+            }
+        }
         let source_mode = Mode(meta.permissions().mode() & 0o7777);
         perms
-            .apply(&temp.file, Some(source_mode))
-            .map_err(|cause| Error::failed(self.error(target, cause)))?;
-        temp.commit(target)
-            .map_err(|err| Error::failed(self.error(target, io_cause(&err))))?;
+            .apply(&output, Some(source_mode))
+            .map_err(|cause| Error::failed(self.error(incoming, cause)))?;
         Ok(bytes)
     }
+}
+
+/// Creates a new file that nothing can be planted under: O_EXCL, O_NOFOLLOW, mode 0600.
+fn create_private(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
 }
 
 /// Says "disk full" in words an administrator reads at 3 a.m.
@@ -90,6 +110,10 @@ impl Peer for LocalPeer {
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
         check_target_dir(&self.config.name, target_dir)?;
         let collect_dir = &self.config.collect_dir;
+        let mut incoming: Option<ScratchDir> = None;
+        if !self.options.dry_run {
+            remove_debris(target_dir);
+        }
         // Streamed: only one entry is held at a time, whatever the size of the collect dir.
         let entries = fs::read_dir(collect_dir)
             .map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
@@ -132,7 +156,18 @@ impl Peer for LocalPeer {
                 report.bytes += entry.metadata().map(|meta| meta.len()).unwrap_or(0);
                 continue;
             }
-            report.bytes += self.copy_one(&source, &target, target_dir, perms)?;
+            check_not_dir(&self.config.name, &target)?;
+            if incoming.is_none() {
+                incoming = Some(
+                    ScratchDir::create_in(target_dir)
+                        .map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?,
+                );
+            }
+            let incoming_dir = incoming
+                .as_ref()
+                .map(ScratchDir::path)
+                .unwrap_or(target_dir);
+            report.bytes += self.copy_one(&source, &incoming_dir.join(&name), perms)?;
             report.files += 1;
         }
         if report.files == 0 {
@@ -141,6 +176,10 @@ impl Peer for LocalPeer {
                 "no files to stage (the collect dir is empty)",
             )));
         }
+        if let Some(incoming) = &incoming {
+            commit_incoming(&self.config.name, incoming.path(), target_dir)?;
+        }
+        report.verified = self.options.verify.as_str().to_string();
         Ok(report)
     }
 

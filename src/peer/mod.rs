@@ -28,6 +28,39 @@ pub struct PeerOptions {
     pub deadline: Option<Instant>,
     /// Share one ssh connection between all operations on a remote peer (OpenSSH only).
     pub multiplex: bool,
+    /// How staged files are checked against the peer's.
+    pub verify: Verify,
+}
+
+/// How a stage checks that what arrived is what the peer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// Trust the copy.
+    None,
+    /// Names and sizes (remote peers: listed through the rsh command).
+    #[default]
+    Size,
+    /// Names, sizes and SHA-256 of the contents.
+    Sha256,
+}
+
+impl Verify {
+    pub fn parse(text: &str) -> Option<Verify> {
+        match text {
+            "none" => Some(Verify::None),
+            "size" => Some(Verify::Size),
+            "sha256" => Some(Verify::Sha256),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::None => "none",
+            Verify::Size => "size",
+            Verify::Sha256 => "sha256",
+        }
+    }
 }
 
 /// What one stage did. Counts only, so memory stays flat however many files a peer has.
@@ -37,6 +70,8 @@ pub struct StageReport {
     pub bytes: u64,
     /// Entries of the collect dir that were not staged, with why (subdirectory, symlink...).
     pub skipped: Vec<String>,
+    /// How the staged files were checked: "size", "sha256", "none", or why it was skipped.
+    pub verified: String,
 }
 
 pub trait Peer: Send + Sync {
@@ -196,6 +231,37 @@ pub(crate) fn check_target_dir(peer: &str, target_dir: &Path) -> Result<()> {
             crate::error::io_cause(&err)
         ))),
     }
+}
+
+/// A directory in the target under a staged file's name would make the final rename fail
+/// half-way through a commit; it is refused before anything is committed.
+pub(crate) fn check_not_dir(peer: &str, target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_dir() => Err(Error::failed(format!(
+            "peer {peer}: {}: a directory is in the way of a staged file of that name",
+            target.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Moves every file of a complete incoming dir to its final name in the target dir.
+/// rename(2) replaces whatever is there (an older copy, a planted symlink) without following
+/// it, and each final name only ever shows a whole file. One pass, streamed.
+pub(crate) fn commit_incoming(peer: &str, incoming: &Path, target_dir: &Path) -> Result<()> {
+    let fail = |path: &Path, err: std::io::Error| {
+        Error::failed(format!(
+            "peer {peer}: {}: {}",
+            path.display(),
+            crate::error::io_cause(&err)
+        ))
+    };
+    for entry in std::fs::read_dir(incoming).map_err(|err| fail(incoming, err))? {
+        let entry = entry.map_err(|err| fail(incoming, err))?;
+        let target = target_dir.join(entry.file_name());
+        std::fs::rename(entry.path(), &target).map_err(|err| fail(&target, err))?;
+    }
+    Ok(())
 }
 
 /// `--dry-run` output: one line on stdout per command or file operation, ready to paste.

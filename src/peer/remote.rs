@@ -12,14 +12,16 @@ use std::sync::OnceLock;
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
-use crate::fsutil::{is_plain_file_name, open_nofollow, ScratchDir, TEMP_PREFIX};
+use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir, TEMP_PREFIX};
 use crate::ownership::{Ownership, Perms};
 use crate::process::{remote_command_line, Cmd, Finished};
+use std::os::unix::ffi::OsStringExt;
 
 use super::local::write_cause;
 use super::mux::Mux;
 use super::{
-    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
+    check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
+    PeerOptions, StageReport, Verify,
 };
 
 pub struct RemotePeer {
@@ -253,6 +255,173 @@ impl RemotePeer {
         }
     }
 
+    fn io_error(&self, path: &Path, err: &std::io::Error) -> Error {
+        Error::failed(format!(
+            "peer {}: {}: {}",
+            self.config.name,
+            path.display(),
+            io_cause(err)
+        ))
+    }
+
+    /// Lists the collect dir through the rsh command the way scp's `*` sees it: every
+    /// non-hidden entry that is (or links to) a regular file, with its size and, for sha256,
+    /// its digest. NUL-separated, after a marker, so that any name survives and a peer that
+    /// does not run our command (an sftp-only account) is told from one that failed.
+    fn listing_command(&self) -> Result<Cmd> {
+        const SCRIPT: &str = "cd -- \"$1\" || exit 3; \
+            if [ \"$2\" = sha256 ]; then if command -v sha256sum >/dev/null 2>&1; then H=sha256sum; else H='shasum -a 256'; fi; fi; \
+            printf 'peerstage-verify-1\\000'; \
+            for f in *; do if [ -f \"$f\" ]; then \
+            s=$(wc -c < \"$f\") || exit 4; \
+            if [ \"$2\" = sha256 ]; then h=$($H < \"$f\") || exit 5; h=${h%% *}; else h=-; fi; \
+            printf '%s %s %s\\000' $s \"$h\" \"$f\"; fi; done";
+        let words = [
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+            &self.collect_dir,
+            self.options.verify.as_str(),
+        ];
+        self.wrap(
+            self.rsh()?
+                .arg(self.destination())
+                .arg(remote_command_line(&words)),
+        )
+    }
+
+    /// Compares what arrived with what the peer lists. Returns how the check went, for the
+    /// report; a mismatch is an error naming the files.
+    fn verify_arrivals(&self, incoming: &Path) -> Result<String> {
+        if self.options.verify == Verify::None {
+            return Ok("none".to_string());
+        }
+        let finished = self.run(&self.listing_command()?)?;
+        let mut records = finished.stdout.split(|&byte| byte == 0);
+        if records.next() != Some(LISTING_MARKER) {
+            if is_connection_failure(&finished) && finished.code() == 255 {
+                return Err(self.failure("cannot list the collect dir to verify", &finished));
+            }
+            let said = String::from_utf8_lossy(&finished.stdout);
+            let said = said
+                .lines()
+                .chain(finished.stderr.lines())
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
+            log::warn!(
+                "peer {}: verification skipped: the peer does not run remote commands ({said})",
+                self.config.name
+            );
+            return Ok("skipped: the peer does not run remote commands".to_string());
+        }
+        if !finished.success() {
+            return Err(self.failure(
+                &format!("cannot list collect dir {} to verify", self.collect_dir),
+                &finished,
+            ));
+        }
+        let mut listed = std::collections::HashMap::new();
+        for record in records.filter(|record| !record.is_empty()) {
+            let mut fields = record.splitn(3, |&byte| byte == b' ');
+            let (Some(size), Some(digest), Some(name)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(Error::failed(format!(
+                    "peer {}: unreadable listing of {}",
+                    self.config.name, self.collect_dir
+                )));
+            };
+            let size: u64 = std::str::from_utf8(size)
+                .ok()
+                .and_then(|size| size.parse().ok())
+                .ok_or_else(|| {
+                    Error::failed(format!(
+                        "peer {}: unreadable size in the listing of {}",
+                        self.config.name, self.collect_dir
+                    ))
+                })?;
+            listed.insert(
+                std::ffi::OsString::from_vec(name.to_vec()),
+                (size, digest.to_vec()),
+            );
+        }
+        let mut problems = Vec::new();
+        for entry in fs::read_dir(incoming).map_err(|err| self.io_error(incoming, &err))? {
+            let entry = entry.map_err(|err| self.io_error(incoming, &err))?;
+            let name = entry.file_name();
+            let shown = name.to_string_lossy().into_owned();
+            let Some((size, digest)) = listed.remove(&name) else {
+                problems.push(format!("{shown} (not on the peer)"));
+                continue;
+            };
+            let staged = entry
+                .metadata()
+                .map_err(|err| self.io_error(&entry.path(), &err))?
+                .len();
+            if staged != size {
+                problems.push(format!(
+                    "{shown} ({size} bytes on the peer, {staged} staged)"
+                ));
+            } else if self.options.verify == Verify::Sha256 {
+                let mut file = open_nofollow(&entry.path())
+                    .map_err(|err| self.io_error(&entry.path(), &err))?;
+                let ours = crate::fsutil::sha256(&mut file)
+                    .map_err(|err| self.io_error(&entry.path(), &err))?;
+                let ours: String = ours.iter().map(|byte| format!("{byte:02x}")).collect();
+                if ours.as_bytes() != digest.as_slice() {
+                    problems.push(format!("{shown} (SHA-256 differs)"));
+                }
+            }
+        }
+        let mut missing: Vec<_> = listed
+            .into_keys()
+            .map(|name| format!("{} (did not arrive)", name.to_string_lossy()))
+            .collect();
+        missing.sort();
+        problems.extend(missing);
+        if problems.is_empty() {
+            return Ok(self.options.verify.as_str().to_string());
+        }
+        let count = problems.len();
+        problems.truncate(10);
+        Err(Error::failed(format!(
+            "peer {}: verification failed for {count} file(s): {}{}; nothing staged",
+            self.config.name,
+            problems.join(", "),
+            if count > 10 { ", ..." } else { "" }
+        )))
+    }
+
+    /// Remote commands need an account that runs them: an sftp-only one (ForceCommand
+    /// internal-sftp) answers every command with a refusal, which must not pass for success.
+    fn require_remote_commands(&self) -> Result<()> {
+        let probe = self.wrap(
+            self.rsh()?
+                .arg(self.destination())
+                .arg(remote_command_line(&["printf", "peerstage-probe-ok"])),
+        )?;
+        let finished = self.run(&probe)?;
+        if finished.stdout == b"peerstage-probe-ok" {
+            return Ok(());
+        }
+        if finished.code() == 255 {
+            return Err(self.failure("cannot run a remote command", &finished));
+        }
+        let said = String::from_utf8_lossy(&finished.stdout);
+        let said = said
+            .lines()
+            .chain(finished.stderr.lines())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no answer");
+        Err(Error::failed(format!(
+            "peer {}: does not allow remote commands (a restricted account, e.g. sftp only): {said}",
+            self.config.name
+        )))
+    }
+
     /// Turns a failed rcp/rsh run into the error it stands for: the peer could not be reached
     /// (69), or it answered with a failure (1).
     fn failure(&self, what: &str, finished: &Finished) -> Error {
@@ -298,15 +467,19 @@ impl Peer for RemotePeer {
         check_target_dir(&self.config.name, target_dir)?;
         let source = self.remote_path(&format!("{}/*", escape_glob(&self.collect_dir)));
         if self.options.dry_run {
-            let incoming = target_dir.join(format!("{TEMP_PREFIX}XXXXXX"));
+            let incoming = target_dir.join(format!("{TEMP_PREFIX}{}-XXXXXX", std::process::id()));
             print_dry_run(self.wrap(self.rcp()?.arg(&source).arg(&incoming))?);
+            if self.options.verify != Verify::None {
+                print_dry_run(self.listing_command()?);
+            }
             print_dry_run(format_args!(
-                "# then each regular file that arrived in {} is given its owner and mode and renamed into {}",
+                "# then each file that arrived in {} is given its owner and mode, checked, and renamed into {}",
                 incoming.display(),
                 target_dir.display()
             ));
             return Ok(StageReport::default());
         }
+        remove_debris(target_dir);
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
         let incoming = self.scratch_dir(target_dir)?;
@@ -321,18 +494,21 @@ impl Peer for RemotePeer {
             .stderr_lines()
             .filter(|line| !is_skip_line(line))
             .count();
-        let arrived = fs::read_dir(incoming.path())
-            .map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    incoming.path().display(),
-                    io_cause(&err)
-                ))
-            })?
-            .count();
         let copy_failed = errors > 0 || (!finished.success() && report.skipped.is_empty());
         if copy_failed {
+            if finished
+                .stderr_lines()
+                .any(|line| line.contains("No space left on device"))
+            {
+                return Err(Error::failed(format!(
+                    "peer {}: target dir {}: no space left on device (disk full); nothing staged",
+                    self.config.name,
+                    target_dir.display()
+                )));
+            }
+            let arrived = fs::read_dir(incoming.path())
+                .map(|dir| dir.count())
+                .unwrap_or(0);
             if arrived == 0 && finished.stderr_lines().any(is_missing_line) {
                 return Err(Error::failed(format!(
                     "peer {}: collect dir {}: missing or empty (nothing to stage)",
@@ -344,7 +520,36 @@ impl Peer for RemotePeer {
                 &finished,
             ));
         }
-        if arrived == 0 {
+        // Every arrival gets its final owner and mode while still private.
+        for entry in
+            fs::read_dir(incoming.path()).map_err(|err| self.io_error(incoming.path(), &err))?
+        {
+            let entry = entry.map_err(|err| self.io_error(incoming.path(), &err))?;
+            let name = entry.file_name();
+            let arrived = entry.path();
+            // scp writes only regular files here, each under one plain name.
+            let meta =
+                fs::symlink_metadata(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
+            if !meta.is_file() || !is_plain_file_name(&name) {
+                return Err(Error::failed(format!(
+                    "peer {}: {}: the rcp command left something that is not a regular file; nothing staged",
+                    self.config.name,
+                    arrived.display()
+                )));
+            }
+            check_not_dir(&self.config.name, &target_dir.join(&name))?;
+            let file = open_nofollow(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
+            perms.apply(&file, None).map_err(|cause| {
+                Error::failed(format!(
+                    "peer {}: {}: {cause}",
+                    self.config.name,
+                    arrived.display()
+                ))
+            })?;
+            report.files += 1;
+            report.bytes += meta.size();
+        }
+        if report.files == 0 {
             return Err(Error::failed(format!(
                 "peer {}: {} exited {} but no file arrived from {source}; nothing staged",
                 self.config.name,
@@ -352,72 +557,8 @@ impl Peer for RemotePeer {
                 finished.code()
             )));
         }
-        for entry in fs::read_dir(incoming.path()).map_err(|err| {
-            Error::failed(format!(
-                "peer {}: {}: {}",
-                self.config.name,
-                incoming.path().display(),
-                io_cause(&err)
-            ))
-        })? {
-            let entry = entry.map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    incoming.path().display(),
-                    io_cause(&err)
-                ))
-            })?;
-            let name = entry.file_name();
-            let arrived_path = entry.path();
-            // scp writes only regular files here; anything else, or a name that is not one
-            // plain path component, did not come from a well-behaved peer.
-            let meta = fs::symlink_metadata(&arrived_path).map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    arrived_path.display(),
-                    io_cause(&err)
-                ))
-            })?;
-            if !meta.is_file() || !is_plain_file_name(&name) {
-                log::warn!(
-                    "peer {}: ignored {:?}: not a regular file",
-                    self.config.name,
-                    name
-                );
-                report
-                    .skipped
-                    .push(format!("{} (not a regular file)", name.to_string_lossy()));
-                continue;
-            }
-            let file = open_nofollow(&arrived_path).map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    arrived_path.display(),
-                    io_cause(&err)
-                ))
-            })?;
-            let target = target_dir.join(&name);
-            perms.apply(&file, None).map_err(|cause| {
-                Error::failed(format!(
-                    "peer {}: {}: {cause}",
-                    self.config.name,
-                    target.display()
-                ))
-            })?;
-            fs::rename(&arrived_path, &target).map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    target.display(),
-                    io_cause(&err)
-                ))
-            })?;
-            report.files += 1;
-            report.bytes += meta.size();
-        }
+        report.verified = self.verify_arrivals(incoming.path())?;
+        commit_incoming(&self.config.name, incoming.path(), target_dir)?;
         Ok(report)
     }
 
@@ -509,6 +650,9 @@ impl Peer for RemotePeer {
     }
 
     fn execute_remote_command(&self, command: &[String]) -> Result<()> {
+        if !self.options.dry_run {
+            self.require_remote_commands()?;
+        }
         let cmd = self.wrap(
             self.rsh()?
                 .arg(self.destination())
@@ -568,6 +712,9 @@ impl Peer for RemotePeer {
             words.push("--full".to_string());
         }
         words.push(action.to_string());
+        if !self.options.dry_run {
+            self.require_remote_commands()?;
+        }
         let cmd = self.wrap(
             self.rsh()?
                 .arg(self.destination())
@@ -600,6 +747,8 @@ impl Peer for RemotePeer {
         Err(err)
     }
 }
+
+const LISTING_MARKER: &[u8] = b"peerstage-verify-1";
 
 /// Characters that mean nothing to a shell or to glob(3).
 fn is_shell_safe(c: char) -> bool {

@@ -582,7 +582,11 @@ impl Sshd {
 
     /// An rsh command aimed at a loopback port where nothing listens.
     pub fn unreachable_rsh_command(&self) -> String {
-        format!("{SSH} -F {} -o Port={}", p(&self.ssh_config), self.closed_port)
+        format!(
+            "{SSH} -F {} -o Port={}",
+            p(&self.ssh_config),
+            self.closed_port
+        )
     }
 
     /// sshd's log so far.
