@@ -58,10 +58,29 @@ fn bold(text: &str) -> String {
     format!("\\fB{}\\fR", roff(text))
 }
 
+/// Which options of a subcommand to list: its own, or the shared peer options.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Own,
+    Peer,
+    Global,
+}
+
+fn is_peer_option(arg: &clap::Arg) -> bool {
+    arg.get_help_heading() == Some(PEER_HEADING)
+}
+
+const PEER_HEADING: &str = "Peer";
+
 /// One `.TP` entry per option of a command, from its clap definition.
-fn options(out: &mut String, cmd: &Command, include_global: bool) {
+fn options(out: &mut String, cmd: &Command, which: Which) {
     for arg in cmd.get_arguments() {
-        if arg.is_hide_set() || (arg.is_global_set() && !include_global) {
+        let wanted = match which {
+            Which::Own => !arg.is_global_set() && !is_peer_option(arg),
+            Which::Peer => is_peer_option(arg),
+            Which::Global => true,
+        };
+        if arg.is_hide_set() || !wanted {
             continue;
         }
         let id = arg.get_id().as_str();
@@ -98,17 +117,25 @@ fn options(out: &mut String, cmd: &Command, include_global: bool) {
             .or(arg.get_help())
             .map(|h| h.to_string())
             .unwrap_or_default();
-        let defaults: Vec<_> = arg
-            .get_default_values()
-            .iter()
-            .map(|v| v.to_string_lossy().into_owned())
-            .collect();
+        // A flag's "default: false" says nothing.
+        let defaults: Vec<_> = if arg.get_action().takes_values() {
+            arg.get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut text = roff(&help);
         if !defaults.is_empty() {
             let _ = write!(text, " [default: {}]", roff(&defaults.join(", ")));
         }
         let _ = writeln!(out, ".TP\n{head}\n{text}");
     }
+}
+
+fn takes_peer(cmd: &Command) -> bool {
+    cmd.get_arguments().any(is_peer_option)
 }
 
 fn man_page() -> String {
@@ -122,16 +149,28 @@ fn man_page() -> String {
     );
     let _ = writeln!(out, ".SH NAME\npeerstage \\- stage the collected backup files of a pool of peers onto a master host");
     out.push_str(".SH SYNOPSIS\n");
-    for sub in cli.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-        let usage = sub.clone().render_usage().to_string();
-        let usage = usage
+    let subcommands: Vec<&Command> = cli
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+        .collect();
+    for sub in &subcommands {
+        let usage = (*sub).clone().render_usage().to_string();
+        let mut usage = usage
             .trim_start_matches("Usage: ")
             .replace("peerstage-", "peerstage ");
+        if takes_peer(sub) {
+            usage.push_str(" PEER");
+        }
         let _ = writeln!(out, ".br\n{}", roff(&usage));
     }
+    out.push_str(
+        ".PP\nwhere \\fIPEER\\fR is \\fB\\-\\-collect\\-dir\\fR \\fIDIR\\fR for a local peer, \
+         \\fB\\-\\-host\\fR \\fIHOST\\fR \\fB\\-\\-collect\\-dir\\fR \\fIDIR\\fR for a remote one, \
+         or \\fB\\-\\-config\\fR \\fIFILE\\fR \\fB\\-\\-peer\\fR \\fINAME\\fR (see PEER OPTIONS).\n",
+    );
     out.push_str(DESCRIPTION);
     out.push_str(".SH COMMANDS\n");
-    for sub in cli.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+    for sub in &subcommands {
         let _ = writeln!(out, ".SS \"peerstage {}\"", sub.get_name());
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             let _ = writeln!(out, "{}", roff(&about.to_string()));
@@ -148,14 +187,21 @@ fn man_page() -> String {
                     )),
                     roff(&inner.get_about().map(|a| a.to_string()).unwrap_or_default())
                 );
-                options(&mut out, inner, false);
+                options(&mut out, inner, Which::Own);
             }
         } else {
-            options(&mut out, sub, false);
+            options(&mut out, sub, Which::Own);
+            if takes_peer(sub) {
+                out.push_str(".TP\n\\fIPEER\\fR\nThe peer, as in PEER OPTIONS.\n");
+            }
         }
     }
-    out.push_str(".SH GLOBAL OPTIONS\n");
-    options(&mut out, &cli, true);
+    out.push_str(".SH PEER OPTIONS\nThe single\\-peer commands name their peer with these.\n");
+    if let Some(stage) = subcommands.iter().find(|sub| takes_peer(sub)) {
+        options(&mut out, stage, Which::Peer);
+    }
+    out.push_str(".SH GLOBAL OPTIONS\nThese go before or after the subcommand.\n");
+    options(&mut out, &cli, Which::Global);
     out.push_str(SECTIONS);
     out
 }

@@ -413,7 +413,9 @@ fn positive<T: TryFrom<i64>>(
 /// messages name neither. `None` when the text does not parse as TOML at all or when the error
 /// is about a top-level key name itself.
 fn error_context(text: &str, offset: usize, name_key: bool) -> Option<String> {
-    let root = DeTable::parse(text).ok()?;
+    let Ok(root) = DeTable::parse(text) else {
+        return syntax_error_key(text, offset);
+    };
     let within = |span: Range<usize>| span.contains(&offset);
     // The entry of `table` whose key or value holds the offset, and whether the value does.
     let entry_at = |table: &DeTable| {
@@ -469,6 +471,23 @@ fn error_context(text: &str, offset: usize, name_key: bool) -> Option<String> {
         }
     }
     None
+}
+
+/// For a file that does not parse at all: the key at the start of the offending line, when
+/// the line is a `key = value` line.
+fn syntax_error_key(text: &str, offset: usize) -> Option<String> {
+    let start = text
+        .get(..offset)?
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    plain.then(|| format!("{key}: "))
 }
 
 /// The 1-based line holding byte `offset` of `text`.

@@ -108,7 +108,7 @@ impl Peer for LocalPeer {
     }
 
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
-        check_target_dir(&self.config.name, target_dir)?;
+        check_target_dir(&self.config.name, target_dir, self.options.dry_run)?;
         let collect_dir = &self.config.collect_dir;
         let mut incoming: Option<ScratchDir> = None;
         if !self.options.dry_run {

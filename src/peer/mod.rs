@@ -212,12 +212,16 @@ pub fn check_indicator_name(peer: &str, name: &str) -> Result<()> {
 }
 
 /// Checks that the target dir of a stage is usable before anything is copied.
-pub(crate) fn check_target_dir(peer: &str, target_dir: &Path) -> Result<()> {
+/// A dry run accepts a target dir that the run would have created by then.
+pub(crate) fn check_target_dir(peer: &str, target_dir: &Path, dry_run: bool) -> Result<()> {
     if !target_dir.is_absolute() {
         return Err(Error::usage(format!(
             "peer {peer}: target dir {}: must be an absolute path",
             target_dir.display()
         )));
+    }
+    if dry_run && !target_dir.exists() {
+        return Ok(());
     }
     match std::fs::metadata(target_dir) {
         Ok(meta) if meta.is_dir() => Ok(()),

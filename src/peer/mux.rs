@@ -94,8 +94,7 @@ impl Mux {
                 let last = said
                     .lines()
                     .map(str::trim)
-                    .filter(|line| !line.is_empty())
-                    .last()
+                    .rfind(|line| !line.is_empty())
                     .unwrap_or("")
                     .to_string();
                 if is_connection_message(&said) {

@@ -464,7 +464,7 @@ impl Peer for RemotePeer {
     }
 
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
-        check_target_dir(&self.config.name, target_dir)?;
+        check_target_dir(&self.config.name, target_dir, self.options.dry_run)?;
         let source = self.remote_path(&format!("{}/*", escape_glob(&self.collect_dir)));
         if self.options.dry_run {
             let incoming = target_dir.join(format!("{TEMP_PREFIX}{}-XXXXXX", std::process::id()));
