@@ -1,0 +1,188 @@
+//! Speed as behaviour: one ssh connection per remote peer (counted in the loopback sshd's
+//! log), a fallback when the shared connection dies, and peers staged in parallel. Timings
+//! themselves live in the benchmark (bench/run, BENCHMARKS.md), not here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+macro_rules! sshd_or_skip {
+    () => {
+        match Sshd::start() {
+            Some(sshd) => sshd,
+            None => return,
+        }
+    };
+}
+
+/// A TOML pool of `names` remote peers on the loopback sshd, each with two files ready.
+fn remote_pool(sshd: &Sshd, base: &Path, names: &[&str], rcp_command: &str) -> PathBuf {
+    let staging = mkdir(&base.join("staging"));
+    let mut toml = format!(
+        "staging_dir = \"{}\"\nlock_dir = \"{}\"\nworking_dir = \"{}\"\n",
+        p(&staging),
+        p(&base.join("locks")),
+        p(&mkdir(&base.join("work")))
+    );
+    for name in names {
+        let collect = mkdir(&base.join("collect").join(name));
+        write_file(&collect.join(format!("{name}-a.tar")), vec![b'a'; 70_000]);
+        write_file(&collect.join(format!("{name}-b.tar")), b"bb");
+        write_file(&collect.join("cback.collect"), "");
+        toml.push_str(&format!(
+            "[[peer]]\nname = \"{name}\"\ntype = \"remote\"\ncollect_dir = \"{}\"\nrcp_command = \"{rcp_command}\"\nrsh_command = \"{}\"\n",
+            p(&collect),
+            sshd.rsh_command()
+        ));
+    }
+    write_file(&base.join("pool.toml"), toml)
+}
+
+fn run_pool(config: &Path, tmpdir: &Path, extra: &[&str]) -> Out {
+    let mut cmd = peerstage();
+    cmd.env("TMPDIR", tmpdir)
+        .args(["run", "--json", "--date", "2026-11-21", "--config"])
+        .arg(config)
+        .args(extra);
+    run(&mut cmd)
+}
+
+fn staged(base: &Path, peer: &str) -> Vec<String> {
+    list_dir(&base.join("staging/2026/11/21").join(peer))
+}
+
+#[test]
+fn a_run_makes_one_ssh_login_per_remote_peer() {
+    let sshd = sshd_or_skip!();
+    let base = tempdir();
+    let names = ["mux-a", "mux-b", "mux-c"];
+    let config = remote_pool(&sshd, base.path(), &names, &sshd.rcp_command());
+    let tmp = mkdir(&base.path().join("tmp"));
+    let before = sshd.logins();
+    let out = run_pool(&config, &tmp, &[]);
+    out.expect_code(0, "pool run with multiplexing");
+    // check, copy, verification listing and stage indicator: four steps, one login each peer.
+    assert_eq!(sshd.logins() - before, names.len(), "{}", out.describe());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
+    for peer in report["peers"].as_array().expect("peers") {
+        assert_eq!(peer["status"], "T", "{}", out.describe());
+        assert_eq!(peer["verified"], "size", "{}", out.describe());
+    }
+    for name in names {
+        assert!(staged(base.path(), name).contains(&format!("{name}-a.tar")));
+        assert!(base
+            .path()
+            .join("collect")
+            .join(name)
+            .join("cback.stage")
+            .exists());
+    }
+    // The control sockets and their private dirs are gone with the run.
+    assert!(
+        list_dir(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        list_dir(&tmp)
+    );
+}
+
+#[test]
+fn without_multiplexing_every_step_logs_in_again() {
+    let sshd = sshd_or_skip!();
+    let base = tempdir();
+    let config = remote_pool(&sshd, base.path(), &["plain-a"], &sshd.rcp_command());
+    let tmp = mkdir(&base.path().join("tmp"));
+    let before = sshd.logins();
+    run_pool(&config, &tmp, &["--no-multiplex"]).expect_code(0, "pool run without multiplexing");
+    assert_eq!(sshd.logins() - before, 4, "check, copy, listing, indicator");
+}
+
+#[test]
+fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
+    let sshd = sshd_or_skip!();
+    let base = tempdir();
+    // An rcp command that first shuts the peer's control master down, as a dropped link
+    // would: the copy must still happen, over a connection of its own.
+    let wrapper = write_script(
+        &base.path().join("kill-master-scp"),
+        r#"for arg in "$@"; do
+  case "$arg" in ControlPath=*) /usr/bin/ssh -o "$arg" -O exit peer >/dev/null 2>&1 ;; esac
+done
+exec /usr/bin/scp "$@""#,
+    );
+    let rcp = sshd.rcp_command().replacen("/usr/bin/scp", &p(&wrapper), 1);
+    let config = remote_pool(&sshd, base.path(), &["dies-a"], &rcp);
+    let tmp = mkdir(&base.path().join("tmp"));
+    let out = run_pool(&config, &tmp, &[]);
+    out.expect_code(0, "pool run whose shared connection dies");
+    assert!(staged(base.path(), "dies-a").contains(&"dies-a-b.tar".to_string()));
+    assert!(
+        list_dir(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        list_dir(&tmp)
+    );
+}
+
+/// Start and end times of each peer's copy, logged by a wrapper rcp command that holds
+/// every copy for a moment.
+fn copy_intervals(base: &Path, jobs: &str) -> Vec<(f64, f64)> {
+    let sshd = Sshd::start().expect("sshd");
+    let log = base.join("copies.log");
+    let wrapper = write_script(
+        &base.join("slow-scp"),
+        &format!(
+            r#"case "$*" in *cback.collect*|*cback.stage*) exec /usr/bin/scp "$@" ;; esac
+start=$(date +%s.%N); sleep 0.6; /usr/bin/scp "$@"; rc=$?
+echo "$start $(date +%s.%N)" >> {}
+exit $rc"#,
+            p(&log)
+        ),
+    );
+    let rcp = sshd.rcp_command().replacen("/usr/bin/scp", &p(&wrapper), 1);
+    let config = remote_pool(&sshd, base, &["par-a", "par-b", "par-c", "par-d"], &rcp);
+    let tmp = mkdir(&base.join("tmp"));
+    run_pool(&config, &tmp, &["--jobs", jobs]).expect_code(0, "pool run");
+    std::fs::read_to_string(&log)
+        .expect("copy log")
+        .lines()
+        .map(|line| {
+            let (start, end) = line.split_once(' ').expect("two times");
+            (start.parse().expect("start"), end.parse().expect("end"))
+        })
+        .collect()
+}
+
+fn overlapping_pairs(intervals: &[(f64, f64)]) -> usize {
+    let mut count = 0;
+    for (i, a) in intervals.iter().enumerate() {
+        for b in &intervals[i + 1..] {
+            if a.0 < b.1 && b.0 < a.1 {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn peers_are_staged_in_parallel_up_to_jobs() {
+    if Sshd::start().is_none() {
+        return;
+    }
+    let parallel = tempdir();
+    let intervals = copy_intervals(parallel.path(), "4");
+    assert_eq!(intervals.len(), 4);
+    assert!(
+        overlapping_pairs(&intervals) >= 1,
+        "with --jobs 4 the copies never overlapped: {intervals:?}"
+    );
+    let serial = tempdir();
+    let intervals = copy_intervals(serial.path(), "1");
+    assert_eq!(intervals.len(), 4);
+    assert_eq!(
+        overlapping_pairs(&intervals),
+        0,
+        "with --jobs 1 copies overlapped: {intervals:?}"
+    );
+}
