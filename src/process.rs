@@ -42,6 +42,18 @@ impl Finished {
             .or_else(|| self.status.signal().map(|sig| 128 + sig))
             .unwrap_or(-1)
     }
+    /// The first non-empty line the child printed, stdout before stderr: what a peer that
+    /// refused our command said instead.
+    pub fn first_line(&self) -> Option<String> {
+        let stdout = String::from_utf8_lossy(&self.stdout);
+        stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .map(str::to_string)
+    }
+
     /// The non-empty lines of stderr, trimmed.
     pub fn stderr_lines(&self) -> impl Iterator<Item = &str> {
         self.stderr

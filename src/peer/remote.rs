@@ -303,13 +303,7 @@ impl RemotePeer {
             if is_connection_failure(&finished) && finished.code() == 255 {
                 return Err(self.failure("cannot list the collect dir to verify", &finished));
             }
-            let said = String::from_utf8_lossy(&finished.stdout);
-            let said = said
-                .lines()
-                .chain(finished.stderr.lines())
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("");
+            let said = finished.first_line().unwrap_or_default();
             log::warn!(
                 "peer {}: verification skipped: the peer does not run remote commands ({said})",
                 self.config.name
@@ -409,13 +403,7 @@ impl RemotePeer {
         if finished.code() == 255 {
             return Err(self.failure("cannot run a remote command", &finished));
         }
-        let said = String::from_utf8_lossy(&finished.stdout);
-        let said = said
-            .lines()
-            .chain(finished.stderr.lines())
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("no answer");
+        let said = finished.first_line().unwrap_or_else(|| "no answer".to_string());
         Err(Error::failed(format!(
             "peer {}: does not allow remote commands (a restricted account, e.g. sftp only): {said}",
             self.config.name
