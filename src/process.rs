@@ -225,8 +225,28 @@ impl Drop for Background {
 
 /// Puts a child in a process group of its own, so that a deadline kills it together with
 /// what it started (scp's ssh, su's shell): a grandchild left alive would hold our pipes open.
+/// A group of its own no longer gets the terminal's Ctrl-C, so the child is also told to end
+/// when peerstage does, however it ends (Ctrl-C, SIGTERM, kill -9): an ssh control master
+/// must never outlive the run.
 fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
-    std::os::unix::process::CommandExt::process_group(command, 0);
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getpid();
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(io::Error::from)?;
+                if nix::unistd::getppid() != parent {
+                    // peerstage ended before the death signal was armed.
+                    nix::libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
     Ok(())
 }
 

@@ -39,6 +39,8 @@ impl Mux {
         deadline: Option<Instant>,
     ) -> Result<Option<Mux>> {
         // Unix socket paths are short (108 bytes): a dir in the temp dir, not the working dir.
+        // The socket dirs of runs that were killed (their masters died with them).
+        crate::fsutil::remove_debris(&std::env::temp_dir());
         let dir = ScratchDir::create_in(&std::env::temp_dir()).map_err(|err| {
             Error::failed(format!(
                 "cannot create a dir for the ssh control socket: {err}"
