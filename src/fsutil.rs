@@ -164,6 +164,10 @@ pub fn remove_debris(dir: &Path) {
                 "removed {} left by a killed run (pid {pid})",
                 path.display()
             ),
+            // Another user's debris in a shared dir such as /tmp is not ours to remove.
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                log::debug!("cannot remove {}: {err}", path.display())
+            }
             Err(err) => log::warn!(
                 "cannot remove {} left by a killed run: {err}",
                 path.display()
