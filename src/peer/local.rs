@@ -34,7 +34,13 @@ impl LocalPeer {
     /// io::copy), then owner and mode on the open file. The incoming dir is private, so the
     /// file is never visible with a wrong owner or mode, and it reaches its final name only
     /// when the whole collect dir has been copied.
-    fn copy_one(&self, source: &Path, incoming: &Path, perms: &Perms) -> Result<u64> {
+    fn copy_one(
+        &self,
+        source: &Path,
+        incoming: &Path,
+        target_dir: &Path,
+        perms: &Perms,
+    ) -> Result<u64> {
         let mut input = open_nofollow(source)
             .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
         let meta = input
@@ -46,10 +52,12 @@ impl LocalPeer {
                 self.error(source, "no longer a regular file"),
             ));
         }
+        // Errors name the file as it will be called in the target, not its private temp name.
+        let shown = target_dir.join(incoming.file_name().unwrap_or_default());
         let mut output = create_private(incoming)
-            .map_err(|err| Error::failed(self.error(incoming, write_cause(&err))))?;
+            .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
         let bytes = io::copy(&mut input, &mut output)
-            .map_err(|err| Error::failed(self.error(incoming, write_cause(&err))))?;
+            .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
         let written = output.metadata().map(|meta| meta.len()).unwrap_or(u64::MAX);
         if bytes != meta.len() || written != meta.len() {
             return Err(Error::failed(self.error(
@@ -63,7 +71,7 @@ impl LocalPeer {
         if self.options.verify == Verify::Sha256 {
             let copied = open_nofollow(incoming)
                 .and_then(|mut copied| sha256(&mut copied))
-                .map_err(|err| Error::failed(self.error(incoming, io_cause(&err))))?;
+                .map_err(|err| Error::failed(self.error(&shown, io_cause(&err))))?;
             let original = input
                 .seek(SeekFrom::Start(0))
                 .and_then(|_| sha256(&mut input))
@@ -77,7 +85,7 @@ impl LocalPeer {
         let source_mode = Mode(meta.permissions().mode() & 0o7777);
         perms
             .apply(&output, Some(source_mode))
-            .map_err(|cause| Error::failed(self.error(incoming, cause)))?;
+            .map_err(|cause| Error::failed(self.error(&shown, cause)))?;
         Ok(bytes)
     }
 }
@@ -167,7 +175,7 @@ impl Peer for LocalPeer {
                 .as_ref()
                 .map(ScratchDir::path)
                 .unwrap_or(target_dir);
-            report.bytes += self.copy_one(&source, &incoming_dir.join(&name), perms)?;
+            report.bytes += self.copy_one(&source, &incoming_dir.join(&name), target_dir, perms)?;
             report.files += 1;
         }
         if report.files == 0 {

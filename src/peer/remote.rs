@@ -345,7 +345,8 @@ impl RemotePeer {
         for entry in fs::read_dir(incoming).map_err(|err| self.io_error(incoming, &err))? {
             let entry = entry.map_err(|err| self.io_error(incoming, &err))?;
             let name = entry.file_name();
-            let shown = name.to_string_lossy().into_owned();
+            // Quoted and escaped: a name may hold a newline, and the error is one line.
+            let shown = format!("{name:?}");
             let Some((size, digest)) = listed.remove(&name) else {
                 problems.push(format!("{shown} (not on the peer)"));
                 continue;
@@ -371,7 +372,7 @@ impl RemotePeer {
         }
         let mut missing: Vec<_> = listed
             .into_keys()
-            .map(|name| format!("{} (did not arrive)", name.to_string_lossy()))
+            .map(|name| format!("{name:?} (did not arrive)"))
             .collect();
         missing.sort();
         problems.extend(missing);
@@ -403,7 +404,9 @@ impl RemotePeer {
         if finished.code() == 255 {
             return Err(self.failure("cannot run a remote command", &finished));
         }
-        let said = finished.first_line().unwrap_or_else(|| "no answer".to_string());
+        let said = finished
+            .first_line()
+            .unwrap_or_else(|| "no answer".to_string());
         Err(Error::failed(format!(
             "peer {}: does not allow remote commands (a restricted account, e.g. sftp only): {said}",
             self.config.name
@@ -426,10 +429,13 @@ impl RemotePeer {
             })
             .map(|line| strip_program(line).to_string())
             .unwrap_or_else(|| {
-                format!(
-                    "no connection? exited with status {} and said nothing",
-                    finished.code()
-                )
+                match std::os::unix::process::ExitStatusExt::signal(&finished.status) {
+                    Some(signal) => format!("killed by signal {signal}"),
+                    None => format!(
+                        "no connection? exited with status {} and said nothing",
+                        finished.code()
+                    ),
+                }
             });
         if is_connection_failure(finished) {
             let host = &self.config.name;
@@ -783,8 +789,13 @@ fn is_missing_line(line: &str) -> bool {
 /// (scp too in SFTP mode); legacy scp exits 1 and, with `-q`, may say nothing at all, so
 /// silence with a failure status counts as a connection failure too.
 fn is_connection_failure(finished: &Finished) -> bool {
+    use std::os::unix::process::ExitStatusExt;
     if finished.timed_out || finished.code() == 255 {
         return true;
+    }
+    // Killed by a signal is not a refused connection; it is said below as such.
+    if finished.status.signal().is_some() {
+        return false;
     }
     let mut lines = finished.stderr_lines().peekable();
     if !finished.success() && lines.peek().is_none() {

@@ -653,7 +653,9 @@ fn wait_ready(
                 .arg(ssh_config)
                 .args(["127.0.0.1", "true"])
                 .stdin(Stdio::null()));
-            if probe.code == 0 {
+            // A server with `ForceCommand internal-sftp` authenticates us and then refuses the
+            // command: that is a ready server too.
+            if probe.code == 0 || probe.combined().contains("allows sftp connections only") {
                 return Ok(());
             }
             last_probe = Some(probe);
