@@ -646,6 +646,35 @@ fn an_rcp_that_exits_0_without_copying_fails_and_stages_nothing() {
     }
 }
 
+/// An rcp command that exits 0 without pushing the stage indicator: mark fetches the
+/// indicator back, so the lie is caught and the peer is not told it was staged.
+#[test]
+fn an_rcp_that_exits_0_without_pushing_fails_mark() {
+    let fx = remote_or_skip!();
+    let collect = fx.dir("collect");
+    // Copies from the peer work (the check that follows the push), pushes to it do nothing.
+    let rcp = fx.wrapper_rcp(
+        "no-push",
+        r#"for last; do :; done
+case "$last" in *:*) exit 0 ;; esac
+exec /usr/bin/scp "$@""#,
+        false,
+    );
+    for (mode, opts) in MUX_MODES {
+        let what = format!("mark with an rcp that pushes nothing ({mode})");
+        let out = fx.run(
+            &["mark"],
+            &strings(opts),
+            &fx.remote_peer(&collect, &rcp),
+            &[],
+        );
+        out.expect_code(1, &what)
+            .expect_one_error_line(&what)
+            .expect_stderr_contains("cback.stage", &what);
+        assert!(!collect.join("cback.stage").exists(), "{what}");
+    }
+}
+
 /// Collect dir for the corruption tests: victim.tar is the file the wrappers damage.
 fn corruption_collect(fx: &Fx) -> (PathBuf, Files) {
     let collect = fx.dir("collect");

@@ -63,7 +63,7 @@ fn a_run_makes_one_ssh_login_per_remote_peer() {
     let before = sshd.logins();
     let out = run_pool(&config, &tmp, &[]);
     out.expect_code(0, "pool run with multiplexing");
-    // check, copy, verification listing and stage indicator: four steps, one login each peer.
+    // check, copy, verification listing, indicator push and its check: one login a peer.
     assert_eq!(sshd.logins() - before, names.len(), "{}", out.describe());
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
     for peer in report["peers"].as_array().expect("peers") {
@@ -95,7 +95,11 @@ fn without_multiplexing_every_step_logs_in_again() {
     let tmp = mkdir(&base.path().join("tmp"));
     let before = sshd.logins();
     run_pool(&config, &tmp, &["--no-multiplex"]).expect_code(0, "pool run without multiplexing");
-    assert_eq!(sshd.logins() - before, 4, "check, copy, listing, indicator");
+    assert_eq!(
+        sshd.logins() - before,
+        5,
+        "check, copy, listing, indicator push, indicator fetched back"
+    );
 }
 
 #[test]

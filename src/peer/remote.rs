@@ -635,7 +635,17 @@ impl Peer for RemotePeer {
         let cmd = self.wrap(self.rcp()?.arg(&local).arg(&destination))?;
         let finished = self.run(&cmd)?;
         if finished.success() && finished.stderr_lines().next().is_none() {
-            return Ok(());
+            // scp's exit status is not proof: fetch the indicator back (over the shared
+            // connection this costs a round trip, not a login).
+            if self.check_collect_indicator(indicator)? {
+                return Ok(());
+            }
+            return Err(Error::failed(format!(
+                "peer {}: {} exited 0 but stage indicator {indicator} is not in {} on the peer",
+                self.config.name,
+                self.rcp.program().to_string_lossy(),
+                self.collect_dir
+            )));
         }
         Err(self.failure(
             &format!("cannot write stage indicator {destination}{indicator}"),
