@@ -127,9 +127,11 @@ impl Drop for ScratchDir {
 /// Removes what a killed peerstage left in `dir`: temp files and dirs whose name carries the
 /// pid of a process that no longer exists. A live pid's debris is left alone (it may be
 /// another peerstage at work, or a recycled pid; either way it is not ours to take).
-pub fn remove_debris(dir: &Path) {
+/// Returns whether the dir holds anything else (anything a stage could collide with).
+pub fn remove_debris(dir: &Path) -> bool {
+    let mut others = false;
     let Ok(entries) = fs::read_dir(dir) else {
-        return;
+        return true;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -137,6 +139,7 @@ pub fn remove_debris(dir: &Path) {
             .to_str()
             .and_then(|name| name.strip_prefix(TEMP_PREFIX))
         else {
+            others = true;
             continue;
         };
         let Some(pid) = rest
@@ -174,6 +177,7 @@ pub fn remove_debris(dir: &Path) {
             ),
         }
     }
+    others
 }
 
 /// Opens a file for reading without following a symlink at its final component.
@@ -182,6 +186,33 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_CLOEXEC)
         .open(path)
+}
+
+/// Copies the first `len` bytes of `input` to `output` in the kernel: copy_file_range(2)
+/// with the length known from the caller's fstat, so a small file takes one call, where
+/// io::copy would stat both files again and call once more to see the end. Falls back to
+/// io::copy where the kernel cannot (another file system type, an old kernel). Returns the
+/// bytes copied: fewer than `len` if the file shrank meanwhile.
+pub fn copy_contents(input: &mut File, output: &mut File, len: u64) -> io::Result<u64> {
+    use nix::errno::Errno;
+    let mut copied = 0u64;
+    while copied < len {
+        let chunk = usize::try_from(len - copied)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match nix::fcntl::copy_file_range(&*input, None, &*output, None, chunk) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => copied += n as u64,
+            Err(Errno::EINTR) => {}
+            Err(
+                Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EPERM,
+            ) if copied == 0 => {
+                return io::copy(&mut io::Read::take(&mut *input, len), output);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(copied)
 }
 
 /// SHA-256 of everything from the reader's position on.

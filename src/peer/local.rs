@@ -7,7 +7,9 @@ use std::path::Path;
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
-use crate::fsutil::{open_nofollow, remove_debris, sha256, write_file_atomically, ScratchDir};
+use crate::fsutil::{
+    copy_contents, open_nofollow, remove_debris, sha256, write_file_atomically, ScratchDir,
+};
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 
@@ -56,14 +58,13 @@ impl LocalPeer {
         let shown = target_dir.join(incoming.file_name().unwrap_or_default());
         let mut output = create_private(incoming)
             .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
-        let bytes = io::copy(&mut input, &mut output)
+        let bytes = copy_contents(&mut input, &mut output, meta.len())
             .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
-        let written = output.metadata().map(|meta| meta.len()).unwrap_or(u64::MAX);
-        if bytes != meta.len() || written != meta.len() {
+        if bytes != meta.len() {
             return Err(Error::failed(self.error(
                 source,
                 format!(
-                    "size mismatch: {} bytes on the peer, {written} staged (did it change while copying?)",
+                    "size mismatch: {} bytes on the peer, {bytes} staged (did it change while copying?)",
                     meta.len()
                 ),
             )));
@@ -119,9 +120,9 @@ impl Peer for LocalPeer {
         check_target_dir(&self.config.name, target_dir, self.options.dry_run)?;
         let collect_dir = &self.config.collect_dir;
         let mut incoming: Option<ScratchDir> = None;
-        if !self.options.dry_run {
-            remove_debris(target_dir);
-        }
+        // Only a target that already holds something can have a directory in a file's way;
+        // a fresh one (the usual case) spares a stat per file.
+        let crowded = self.options.dry_run || remove_debris(target_dir);
         // Streamed: only one entry is held at a time, whatever the size of the collect dir.
         let entries = fs::read_dir(collect_dir)
             .map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
@@ -164,7 +165,9 @@ impl Peer for LocalPeer {
                 report.bytes += entry.metadata().map(|meta| meta.len()).unwrap_or(0);
                 continue;
             }
-            check_not_dir(&self.config.name, &target)?;
+            if crowded {
+                check_not_dir(&self.config.name, &target)?;
+            }
             if incoming.is_none() {
                 incoming = Some(
                     ScratchDir::create_in(target_dir)

@@ -169,16 +169,34 @@ impl Drop for Mux {
     }
 }
 
+/// The ssh command that starts the shared connection: the rsh command, compressed when the
+/// rcp command asks for compression (Cedar's default `scp -C`), since over a shared
+/// connection scp's own `-C` no longer has any effect.
+pub(super) fn master_command(rcp: &Cmd, rsh: &Cmd) -> Cmd {
+    let compress = |cmd: &Cmd, takes_value: &str| {
+        connection_options(cmd, takes_value, |flag| (flag == 'C').then_some('C'))
+            .is_some_and(|flags| !flags.is_empty())
+    };
+    if compress(rcp, SCP_VALUE_FLAGS) && !compress(rsh, SSH_VALUE_FLAGS) {
+        rsh.clone().arg("-C")
+    } else {
+        rsh.clone()
+    }
+}
+
+const SCP_VALUE_FLAGS: &str = "cDFiJlPoSX";
+const SSH_VALUE_FLAGS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
 /// Whether scp and ssh, as configured, would connect the same way (same config file,
 /// identity, port, options...). Only then may one connection serve both: over a shared
 /// connection, scp's own connection options would be silently ignored.
 pub(super) fn same_connection(rcp: &Cmd, rsh: &Cmd) -> bool {
-    let scp = connection_options(rcp, "cDFiJlPoSX", |flag| match flag {
+    let scp = connection_options(rcp, SCP_VALUE_FLAGS, |flag| match flag {
         'P' => Some('p'),
         'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' => Some(flag),
         _ => None,
     });
-    let ssh = connection_options(rsh, "BbcDEeFIiJLlmOoPpQRSWw", |flag| match flag {
+    let ssh = connection_options(rsh, SSH_VALUE_FLAGS, |flag| match flag {
         'p' | 'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' | 'l' => Some(flag),
         _ => None,
     });
@@ -249,6 +267,27 @@ mod tests {
             &cmd("scp -o Port=2 -O"),
             &cmd("ssh -oPort=2")
         ));
+    }
+
+    #[test]
+    fn the_master_compresses_when_scp_asks_for_it() {
+        let rsh = cmd("/usr/bin/ssh -F /c");
+        assert_eq!(
+            master_command(&cmd("/usr/bin/scp -B -q -C"), &rsh).to_string(),
+            "/usr/bin/ssh -F /c -C"
+        );
+        assert_eq!(
+            master_command(&cmd("/usr/bin/scp -BqC"), &rsh).to_string(),
+            "/usr/bin/ssh -F /c -C"
+        );
+        assert_eq!(
+            master_command(&cmd("/usr/bin/scp -B -q"), &rsh).to_string(),
+            "/usr/bin/ssh -F /c"
+        );
+        assert_eq!(
+            master_command(&cmd("/usr/bin/scp -C"), &cmd("ssh -C")).to_string(),
+            "ssh -C"
+        );
     }
 
     #[test]

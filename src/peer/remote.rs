@@ -134,7 +134,7 @@ impl RemotePeer {
         }
         let mux = self.mux.get_or_init(|| {
             Mux::start(
-                &self.rsh,
+                &super::mux::master_command(&self.rcp, &self.rsh),
                 &self.destination(),
                 |cmd| self.wrap(cmd),
                 self.local_user,
@@ -269,9 +269,12 @@ impl RemotePeer {
     /// its digest. NUL-separated, after a marker, so that any name survives and a peer that
     /// does not run our command (an sftp-only account) is told from one that failed.
     fn listing_command(&self) -> Result<Cmd> {
+        // GNU find lists a directory in one process; elsewhere, and for sha256, a loop.
         const SCRIPT: &str = "cd -- \"$1\" || exit 3; \
-            if [ \"$2\" = sha256 ]; then if command -v sha256sum >/dev/null 2>&1; then H=sha256sum; else H='shasum -a 256'; fi; fi; \
             printf 'peerstage-verify-1\\000'; \
+            if [ \"$2\" != sha256 ] && find . -maxdepth 0 -printf '' >/dev/null 2>&1; then \
+            exec find -L . -mindepth 1 -maxdepth 1 ! -name '.*' -type f -printf '%s - %f\\000'; fi; \
+            if [ \"$2\" = sha256 ]; then if command -v sha256sum >/dev/null 2>&1; then H=sha256sum; else H='shasum -a 256'; fi; fi; \
             for f in *; do if [ -f \"$f\" ]; then \
             s=$(wc -c < \"$f\") || exit 4; \
             if [ \"$2\" = sha256 ]; then h=$($H < \"$f\") || exit 5; h=${h%% *}; else h=-; fi; \
