@@ -181,12 +181,15 @@ impl RemotePeer {
     }
 
     /// The command as it runs: as the local user through `su` when one is configured.
+    /// `su` to the user we already are would only add a PAM session to every command (a
+    /// cback3.conf run by root with backup_user root asks for exactly that).
     fn wrap(&self, cmd: Cmd) -> Result<Cmd> {
-        match &self.config.local_user {
-            Some(user) => cmd
+        match (&self.config.local_user, self.local_user) {
+            (_, Some(owner)) if owner.uid == nix::unistd::Uid::effective().as_raw() => Ok(cmd),
+            (Some(user), _) => cmd
                 .as_user(user)
                 .map_err(|err| err.for_peer(&self.config.name)),
-            None => Ok(cmd),
+            (None, _) => Ok(cmd),
         }
     }
 
