@@ -141,6 +141,12 @@ impl Cmd {
     /// deadline passes. A spawn failure (program vanished, not executable) is an `io::Error`;
     /// a non-zero exit is not, the caller decides what it means.
     pub fn run(&self, deadline: Option<Instant>) -> io::Result<Finished> {
+        self.start()?.finish(deadline)
+    }
+
+    /// Starts the command like `run` does, to be finished later, so that it can run while
+    /// something else does. Dropped unfinished, it is killed.
+    pub fn start(&self) -> io::Result<Running> {
         log::debug!("running: {self}");
         let handle = self
             .expression()
@@ -150,19 +156,8 @@ impl Cmd {
             .unchecked()
             .before_spawn(own_process_group)
             .start()?;
-        let mut timed_out = false;
-        if let Some(deadline) = deadline {
-            if handle.wait_deadline(deadline)?.is_none() {
-                timed_out = true;
-                terminate(&handle);
-            }
-        }
-        let output = handle.into_output()?;
-        Ok(Finished {
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            timed_out,
+        Ok(Running {
+            handle: Some(handle),
         })
     }
 
@@ -192,6 +187,46 @@ impl Cmd {
     fn expression(&self) -> duct::Expression {
         // The messages we match on (scp's "No such file or directory") must not be translated.
         duct::cmd(&self.program, &self.args).env("LC_ALL", "C")
+    }
+}
+
+/// A child started with `Cmd::start`, its output being captured.
+pub struct Running {
+    handle: Option<duct::Handle>,
+}
+
+impl Running {
+    /// Waits for the child (killing it with its group when the deadline passes) and returns
+    /// what it left behind.
+    pub fn finish(mut self, deadline: Option<Instant>) -> io::Result<Finished> {
+        let Some(handle) = self.handle.take() else {
+            return Err(io::Error::other("child already finished"));
+        };
+        let mut timed_out = false;
+        if let Some(deadline) = deadline {
+            if handle.wait_deadline(deadline)?.is_none() {
+                timed_out = true;
+                terminate(&handle);
+            }
+        }
+        let output = handle.into_output()?;
+        Ok(Finished {
+            status: output.status,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            timed_out,
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            if matches!(handle.try_wait(), Ok(None)) {
+                terminate(&handle);
+            }
+            let _ = handle.wait();
+        }
     }
 }
 

@@ -22,7 +22,6 @@ const CONNECT_WAIT: Duration = Duration::from_secs(45);
 pub(super) struct Mux {
     /// The master first: it must die before its socket dir is removed.
     master: Option<Background>,
-    stop: Option<Cmd>,
     socket: PathBuf,
     _dir: ScratchDir,
 }
@@ -77,16 +76,8 @@ impl Mux {
             .min(started + CONNECT_WAIT);
         loop {
             if socket.exists() {
-                let stop = wrap(
-                    rsh.bare()
-                        .args(control_options(&socket, "no"))
-                        .args(["-O", "exit"])
-                        .arg(destination),
-                )
-                .ok();
                 return Ok(Some(Mux {
                     master: Some(master),
-                    stop,
                     socket,
                     _dir: dir,
                 }));
@@ -158,13 +149,8 @@ pub(super) fn is_connection_message(text: &str) -> bool {
 
 impl Drop for Mux {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.run(Some(Instant::now() + Duration::from_secs(5)));
-            if let Some(master) = &self.master {
-                master.wait_briefly(Duration::from_secs(1));
-            }
-        }
-        // Dropping the master kills its process group if `-O exit` did not end it.
+        // SIGTERM to the master's group ends it at once (su passes it on); no `ssh -O exit`
+        // round trip at the end of every peer.
         drop(self.master.take());
     }
 }

@@ -14,7 +14,7 @@ use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
 use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir, TEMP_PREFIX};
 use crate::ownership::{Ownership, Perms};
-use crate::process::{remote_command_line, Cmd, Finished};
+use crate::process::{remote_command_line, Cmd, Finished, Running};
 use std::os::unix::ffi::OsStringExt;
 
 use super::local::write_cause;
@@ -194,20 +194,36 @@ impl RemotePeer {
     }
 
     fn run(&self, cmd: &Cmd) -> Result<Finished> {
+        self.finish(self.start(cmd)?)
+    }
+
+    fn start(&self, cmd: &Cmd) -> Result<(String, Running)> {
         log::info!("peer {}: {cmd}", self.config.name);
-        let finished = cmd.run(self.options.deadline).map_err(|err| {
+        let program = cmd.program().to_string_lossy().into_owned();
+        let running = cmd.start().map_err(|err| {
             Error::failed(format!(
-                "peer {}: cannot run {}: {}",
+                "peer {}: cannot run {program}: {}",
                 self.config.name,
-                cmd.program().to_string_lossy(),
+                io_cause(&err)
+            ))
+        })?;
+        Ok((program, running))
+    }
+
+    /// Waits for a started command; past the peer's deadline it is killed and the peer
+    /// counts as unreachable.
+    fn finish(&self, (program, running): (String, Running)) -> Result<Finished> {
+        let finished = running.finish(self.options.deadline).map_err(|err| {
+            Error::failed(format!(
+                "peer {}: {program}: {}",
+                self.config.name,
                 io_cause(&err)
             ))
         })?;
         if finished.timed_out {
             return Err(Error::unreachable(format!(
-                "peer {}: timed out; killed {}",
-                self.config.name,
-                cmd.program().to_string_lossy()
+                "peer {}: timed out; killed {program}",
+                self.config.name
             )));
         }
         Ok(finished)
@@ -299,11 +315,10 @@ impl RemotePeer {
 
     /// Compares what arrived with what the peer lists. Returns how the check went, for the
     /// report; a mismatch is an error naming the files.
-    fn verify_arrivals(&self, incoming: &Path) -> Result<String> {
-        if self.options.verify == Verify::None {
+    fn verify_arrivals(&self, incoming: &Path, listing: Option<Finished>) -> Result<String> {
+        let Some(finished) = listing else {
             return Ok("none".to_string());
-        }
-        let finished = self.run(&self.listing_command()?)?;
+        };
         let mut records = finished.stdout.split(|&byte| byte == 0);
         if records.next() != Some(LISTING_MARKER) {
             if is_connection_failure(&finished) && finished.code() == 255 {
@@ -484,6 +499,12 @@ impl Peer for RemotePeer {
         // that each one is renamed into place whole, and only if the copy as a whole worked.
         let incoming = self.scratch_dir(target_dir)?;
         let cmd = self.wrap(self.rcp()?.arg(&source).arg(incoming.path()))?;
+        // The peer's listing is taken while the files travel: the collect dir is complete
+        // (its indicator is there), so listing it before or during the copy is the same.
+        let listing = match self.options.verify {
+            Verify::None => None,
+            _ => Some(self.start(&self.listing_command()?)?),
+        };
         let finished = self.run(&cmd)?;
         let mut report = StageReport::default();
         for line in finished.stderr_lines().filter(|line| is_skip_line(line)) {
@@ -557,7 +578,11 @@ impl Peer for RemotePeer {
                 finished.code()
             )));
         }
-        report.verified = self.verify_arrivals(incoming.path())?;
+        let listing = match listing {
+            Some(running) => Some(self.finish(running)?),
+            None => None,
+        };
+        report.verified = self.verify_arrivals(incoming.path(), listing)?;
         commit_incoming(&self.config.name, incoming.path(), target_dir)?;
         Ok(report)
     }
