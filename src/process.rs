@@ -115,7 +115,7 @@ impl Cmd {
         Ok(Cmd::new(resolved).args(args))
     }
 
-    /// Wraps this command to run as another local user: `su USER -c '<quoted command>'`.
+    /// Wraps this command to run as another local user: `su USER -c 'exec <quoted command>'`.
     /// The words are quoted one by one, so no file or host name can become shell syntax.
     pub fn as_user(self, user: &str) -> Result<Cmd> {
         let line = self.to_shell_line_strict().ok_or_else(|| {
@@ -125,7 +125,10 @@ impl Cmd {
             ))
         })?;
         let su = resolve("su").unwrap_or_else(|| PathBuf::from("/bin/su"));
-        Ok(Cmd::new(su).arg(user).arg("-c").arg(line))
+        // su runs the command in a session of its own, where no signal to our process group
+        // reaches; it passes SIGTERM on to its child only. With `exec` that child is the
+        // command itself, not a shell that would die and leave it running.
+        Ok(Cmd::new(su).arg(user).arg("-c").arg(format!("exec {line}")))
     }
 
     /// The command line quoted for a POSIX shell, or None when a word is not UTF-8.
@@ -413,7 +416,10 @@ mod tests {
             .as_user("backup")
             .unwrap();
         let args: Vec<_> = cmd.get_args().iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args, ["backup", "-c", "/usr/bin/scp 'h:/x/*' '/t/a b;c'"]);
+        assert_eq!(
+            args,
+            ["backup", "-c", "exec /usr/bin/scp 'h:/x/*' '/t/a b;c'"]
+        );
     }
 
     #[test]

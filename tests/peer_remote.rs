@@ -585,6 +585,37 @@ fn local_user_stage_and_check() {
         "ssh did not log in as {TEST_USER} (so su was not used?)\nsshd log:\n{}",
         r.sshd.log()
     );
+
+    // The shared connection ran as the local user, in su's own session: it must still end
+    // with the command, not linger as an orphan.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = processes_mentioning(&r.host);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes outlived peerstage: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Command lines of running processes that mention `needle` (from /proc).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // The server side (sshd: ...) is the test server's business.
+        if line.contains(needle) && !line.starts_with("sshd") {
+            found.push(line);
+        }
+    }
+    found
 }
 
 /// `--local-user` needs root; anyone else is refused before anything happens.
