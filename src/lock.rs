@@ -285,10 +285,12 @@ fn record_owner(file: &File, path: &Path, purpose: &str) {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
     let content = format!("{}\n{purpose}\n", std::process::id());
+    // No fsync: the lock itself lives in the kernel, and the pid only matters while this
+    // process does. On the file system being staged onto, an fsync per peer would force a
+    // journal commit of every copy in flight.
     let result = file
         .set_len(0)
-        .and_then(|()| file.write_all_at(content.as_bytes(), 0))
-        .and_then(|()| file.sync_all());
+        .and_then(|()| file.write_all_at(content.as_bytes(), 0));
     if let Err(err) = result {
         log::warn!(
             "cannot record our pid in lock file {}: {}",
