@@ -247,6 +247,7 @@ lock_dir = "/run/peerstage"           # default: /run/peerstage as root
 jobs = 4                              # peers staged at once
 timeout = 3600                        # seconds one peer may take
 multiplex = true                      # one ssh connection per peer
+verify = "size"                       # none, size or sha256
 
 [defaults]                            # for every peer that does not say
 rcp_command = "/usr/bin/scp \-B \-q \-C"
@@ -306,6 +307,9 @@ A lock is held by another process (see \fB\-\-wait\fR).
 .TP
 .B RUST_LOG
 Log filter, overriding \fB\-v\fR and \fB\-q\fR (e.g. \fBpeerstage=debug\fR).
+.TP
+.B PEERSTAGE_LOCK_DIR
+Directory for lock files, as \fB\-\-lock\-dir\fR.
 .TP
 .B TMPDIR
 Default scratch dir for remote peers without a working dir.
