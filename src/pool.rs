@@ -61,7 +61,7 @@ struct Run<'a> {
 pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let peers = select_peers(config, &options.only)?;
+    let peers = config.select(&options.only)?;
     // Every peer is checked before anything changes: a config mistake is exit 2, not a
     // half-done run.
     for peer in &peers {
@@ -202,22 +202,6 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
         }
     }
     Ok(report)
-}
-
-fn select_peers<'a>(config: &'a Config, only: &[String]) -> Result<Vec<&'a PeerConfig>> {
-    for name in only {
-        if config.peer(name).is_none() {
-            return Err(Error::usage(format!(
-                "config {}: no peer named {name:?} (--only)",
-                config.source.display()
-            )));
-        }
-    }
-    Ok(config
-        .peers
-        .iter()
-        .filter(|peer| only.is_empty() || only.contains(&peer.name))
-        .collect())
 }
 
 impl Run<'_> {

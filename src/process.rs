@@ -94,11 +94,6 @@ impl Cmd {
         &self.args
     }
 
-    /// The program without its arguments, to build a different call of the same tool.
-    pub fn bare(&self) -> Cmd {
-        Cmd::new(&self.program)
-    }
-
     /// Builds a command from a configured command line such as `/usr/bin/scp -B -q -C`:
     /// split as a POSIX shell would (but never run through one), with the program resolved on
     /// `PATH` so that a typo is reported before anything runs. `what` names the setting in
@@ -242,13 +237,6 @@ impl Background {
     /// Whether the child has exited.
     pub fn exited(&self) -> bool {
         !matches!(self.handle.try_wait(), Ok(None))
-    }
-}
-
-impl Background {
-    /// Waits a little for the child to end by itself (after being asked to).
-    pub fn wait_briefly(&self, time: std::time::Duration) {
-        let _ = self.handle.wait_timeout(time);
     }
 }
 

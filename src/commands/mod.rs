@@ -175,7 +175,7 @@ fn default_local_name(collect_dir: &std::path::Path) -> String {
         })
         .collect();
     let name = name.trim_start_matches('-').to_string();
-    if peer::is_plain_name(&name) {
+    if crate::config::check_peer_name(&name, PeerKind::Local).is_ok() {
         name
     } else {
         "local".to_string()

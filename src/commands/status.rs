@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::config::{Config, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::peer;
 
 use super::Context;
@@ -19,19 +19,7 @@ struct PeerState {
 /// 69 when one could not be reached, 1 for any other failure.
 pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
     let config = Config::load(&args.config)?;
-    for name in &args.only {
-        if config.peer(name).is_none() {
-            return Err(Error::usage(format!(
-                "config {}: no peer named {name:?} (--only)",
-                args.config.display()
-            )));
-        }
-    }
-    let selected: Vec<_> = config
-        .peers
-        .iter()
-        .filter(|peer| args.only.is_empty() || args.only.contains(&peer.name))
-        .collect();
+    let selected = config.select(&args.only)?;
     let mut states = Vec::new();
     let mut exit = 0;
     for peer_config in selected {

@@ -5,6 +5,8 @@
 mod cedar;
 mod native;
 
+pub(crate) use native::{check_action, check_peer_name, validate_peer};
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -250,5 +252,21 @@ impl Config {
 
     pub fn peer(&self, name: &str) -> Option<&PeerConfig> {
         self.peers.iter().find(|peer| peer.name == name)
+    }
+
+    /// The peers named with `--only` (all when none is), in config order; a name the config
+    /// does not have is an error, not a silently empty run.
+    pub fn select(&self, only: &[String]) -> Result<Vec<&PeerConfig>> {
+        if let Some(name) = only.iter().find(|name| self.peer(name).is_none()) {
+            return Err(Error::usage(format!(
+                "config {}: no peer named {name:?} (--only)",
+                self.source.display()
+            )));
+        }
+        Ok(self
+            .peers
+            .iter()
+            .filter(|peer| only.is_empty() || only.contains(&peer.name))
+            .collect())
     }
 }

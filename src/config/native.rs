@@ -686,15 +686,17 @@ pub(crate) fn check_command(command: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// Managed action names go on the peer's cback command line.
+/// Managed action names go on the peer's cback command line, where a leading `-` would
+/// read as an option (`--full`).
 pub(crate) fn check_action(action: &str) -> std::result::Result<(), String> {
     if action.is_empty()
+        || action.starts_with('-')
         || !action
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return Err(format!(
-            "must be action names (letters, digits, '_' and '-'), got {action:?}"
+            "must be action names (letters, digits, '_' and '-', not starting with '-'), got {action:?}"
         ));
     }
     Ok(())

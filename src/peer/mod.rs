@@ -109,95 +109,21 @@ pub fn build(config: &PeerConfig, options: PeerOptions) -> Result<Box<dyn Peer>>
     })
 }
 
-/// Checks a peer's settings; the config loaders and the command line share it.
+/// Checks a peer's settings with the config loaders' rules (one set of rules, whether the
+/// peer came from a file or from flags), plus what depends on who runs it.
 pub fn validate(config: &PeerConfig) -> Result<()> {
-    let peer = &config.name;
-    let fail = |what: String| Err(Error::usage(format!("peer {peer}: {what}")));
-    if !is_plain_name(peer) {
-        return Err(Error::usage(format!(
-            "peer {peer:?}: a peer name must be a plain name (no '/', spaces, control characters, leading '-', '.' or '..')"
-        )));
-    }
-    if !config.collect_dir.is_absolute() {
-        return fail(format!(
-            "collect dir {}: must be an absolute path",
-            config.collect_dir.display()
-        ));
-    }
-    if let Some(dir) = &config.working_dir {
-        if !dir.is_absolute() {
-            return fail(format!(
-                "working dir {}: must be an absolute path",
-                dir.display()
-            ));
-        }
-    }
-    if config.kind == PeerKind::Remote {
-        if !is_host_name(peer) {
-            return fail(
-                "a remote peer's name must be a host name (letters, digits, '.', '-', '_', ':')"
-                    .into(),
-            );
-        }
-        for (what, user) in [
-            ("remote user", &config.remote_user),
-            ("local user", &config.local_user),
-        ] {
-            if let Some(user) = user {
-                if !is_user_name(user) {
-                    return fail(format!("{what} {user:?}: not a valid user name"));
-                }
-            }
-        }
-        if config.local_user.is_some() && !running_as_root() {
-            return fail(format!(
-                "local user {}: only root can run commands as another user (su)",
-                config.local_user.as_deref().unwrap_or_default()
-            ));
-        }
-    }
-    for action in &config.managed_actions {
-        if !is_action_name(action) {
-            return fail(format!(
-                "managed action {action:?}: not a valid action name"
-            ));
+    crate::config::validate_peer(config).map_err(|(field, problem)| {
+        Error::usage(format!("peer {}: {field} {problem}", config.name))
+    })?;
+    if let (PeerKind::Remote, Some(user)) = (config.kind, &config.local_user) {
+        if !running_as_root() {
+            return Err(Error::usage(format!(
+                "peer {}: local user {user}: only root can run commands as another user (su)",
+                config.name
+            )));
         }
     }
     Ok(())
-}
-
-/// A name that is safe as a directory name and in a log line.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.starts_with('-')
-        && !name
-            .chars()
-            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
-}
-
-fn is_host_name(name: &str) -> bool {
-    !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
-}
-
-fn is_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-}
-
-pub fn is_action_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
 }
 
 /// An indicator name is one plain file name inside the collect dir.
@@ -278,20 +204,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
-        assert!(is_plain_name("db1.example.com"));
+    fn validate_refuses_names_that_could_become_paths_options_or_shell() {
+        let local = |name: &str| PeerConfig::new(name, PeerKind::Local, "/c");
+        validate(&local("db1.example.com")).unwrap();
         for bad in ["", ".", "..", "-x", "a/b", "a b", "a\nb"] {
-            assert!(!is_plain_name(bad), "{bad:?}");
+            assert!(validate(&local(bad)).is_err(), "{bad:?}");
         }
-        assert!(is_host_name("db-1.example.com"));
-        assert!(is_host_name("::1"));
+        let remote = |name: &str| PeerConfig::new(name, PeerKind::Remote, "/c");
+        validate(&remote("db-1.example.com")).unwrap();
+        validate(&remote("::1")).unwrap();
         for bad in ["-oProxyCommand=x", "a;b", "a b", "a$(x)"] {
-            assert!(!is_host_name(bad), "{bad:?}");
+            assert!(validate(&remote(bad)).is_err(), "{bad:?}");
         }
-        assert!(is_user_name("backup_user-1"));
-        assert!(!is_user_name("-l"));
-        assert!(is_action_name("collect"));
-        assert!(!is_action_name("--full"));
+        let mut peer = remote("db1");
+        peer.remote_user = Some("backup_user-1".into());
+        validate(&peer).unwrap();
+        peer.remote_user = Some("-l".into());
+        assert!(validate(&peer).is_err());
+        peer.remote_user = None;
+        peer.managed_actions = vec!["collect".into()];
+        validate(&peer).unwrap();
+        peer.managed_actions = vec!["--full".into()];
+        assert!(validate(&peer).is_err());
     }
 
     #[test]
@@ -300,7 +234,7 @@ mod tests {
         assert!(validate(&peer)
             .unwrap_err()
             .message
-            .contains("must be an absolute path"));
+            .contains("collect_dir must be absolute"));
         peer.collect_dir = "/var/collect".into();
         validate(&peer).unwrap();
         let remote = PeerConfig {

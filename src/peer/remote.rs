@@ -652,14 +652,9 @@ impl Peer for RemotePeer {
             ))
         })?;
         if let Some(owner) = self.local_user {
-            owner.apply(&file).map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    self.config.name,
-                    local.display(),
-                    io_cause(&err)
-                ))
-            })?;
+            owner
+                .apply(&file)
+                .map_err(|err| self.io_error(&local, &err))?;
         }
         // Owner and mode on the peer are its own business; scp applies the peer's umask.
         let _ = perms;
@@ -725,12 +720,9 @@ impl Peer for RemotePeer {
     }
 
     fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
-        if !super::is_action_name(action) {
-            return Err(Error::usage(format!(
-                "peer {}: action {action:?}: not a valid action name",
-                self.config.name
-            )));
-        }
+        crate::config::check_action(action).map_err(|problem| {
+            Error::usage(format!("peer {}: action {problem}", self.config.name))
+        })?;
         let mut words = shell_words::split(&self.config.cback_command).map_err(|err| {
             Error::usage(format!(
                 "peer {}: cback command {:?}: cannot split: {err}",
