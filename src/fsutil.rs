@@ -4,9 +4,13 @@
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 /// Prefix of every temp file and dir peerstage creates inside a target or collect dir, so that
 /// debris from a killed run is recognisable and can be cleaned by a later one.
@@ -188,6 +192,140 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// An open directory that files are opened, created and renamed relative to (the *at(2)
+/// calls): the kernel does not walk the whole path again for every file of a big collect dir,
+/// and a directory swapped for another mid-stage cannot redirect the files still to come.
+pub struct DirFd {
+    fd: OwnedFd,
+}
+
+impl DirFd {
+    /// Opens `path` as a directory; a symlink naming the dir itself is followed, as a path
+    /// given by the administrator is.
+    pub fn open(path: &Path) -> io::Result<DirFd> {
+        Self::open_with(path, OFlag::empty())
+    }
+
+    /// Opens a dir peerstage created itself; a symlink planted in its place is refused.
+    pub fn open_nofollow(path: &Path) -> io::Result<DirFd> {
+        Self::open_with(path, OFlag::O_NOFOLLOW)
+    }
+
+    fn open_with(path: &Path, extra: OFlag) -> io::Result<DirFd> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | extra;
+        let fd = nix::fcntl::open(path, flags, Mode::empty()).map_err(io::Error::from)?;
+        Ok(DirFd { fd })
+    }
+
+    /// The entries of the dir, read a few at a time (memory stays flat in their number).
+    /// `.` and `..` are left out.
+    pub fn entries(&self) -> io::Result<DirEntries> {
+        let dir = nix::dir::Dir::from_fd(self.fd.try_clone()?).map_err(io::Error::from)?;
+        Ok(DirEntries { dir })
+    }
+
+    /// Opens `name` for reading without following a symlink.
+    pub fn open_file(&self, name: &OsStr) -> io::Result<File> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd =
+            nix::fcntl::openat(&self.fd, name, flags, Mode::empty()).map_err(io::Error::from)?;
+        Ok(File::from(fd))
+    }
+
+    /// Creates `name` exclusively (nothing planted there is written through) with `mode`
+    /// (less the umask).
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(&self.fd, name, flags, Mode::from_bits_truncate(mode))
+            .map_err(io::Error::from)?;
+        Ok(File::from(fd))
+    }
+
+    /// The type of `name` itself (a symlink is reported as one), for file systems whose
+    /// directory entries do not carry it.
+    pub fn entry_kind(&self, name: &OsStr) -> io::Result<EntryKind> {
+        let stat =
+            nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(io::Error::from)?;
+        let format =
+            nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+        Ok(if format == nix::sys::stat::SFlag::S_IFREG {
+            EntryKind::File
+        } else if format == nix::sys::stat::SFlag::S_IFDIR {
+            EntryKind::Dir
+        } else if format == nix::sys::stat::SFlag::S_IFLNK {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        })
+    }
+
+    /// Renames `name` in this dir to the same name in `target`, replacing whatever is there
+    /// without following it.
+    pub fn rename_to(&self, name: &OsStr, target: &DirFd) -> io::Result<()> {
+        nix::fcntl::renameat(&self.fd, name, &target.fd, name).map_err(io::Error::from)
+    }
+}
+
+/// What a directory entry is, as far as staging cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+pub struct DirEntries {
+    dir: nix::dir::Dir,
+}
+
+impl DirEntries {
+    /// Calls `each` with the name of every entry and its kind when the file system says it
+    /// (None: ask `DirFd::entry_kind`). Stops at the first error of `each`, or of reading the
+    /// dir (turned into an E by `read_error`).
+    pub fn for_each<E>(
+        &mut self,
+        read_error: impl Fn(io::Error) -> E,
+        mut each: impl FnMut(&OsStr, Option<EntryKind>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use nix::dir::Type;
+        use std::os::unix::ffi::OsStrExt;
+        for entry in self.dir.iter() {
+            let entry = entry.map_err(|errno| read_error(errno.into()))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = entry.file_type().map(|kind| match kind {
+                Type::File => EntryKind::File,
+                Type::Directory => EntryKind::Dir,
+                Type::Symlink => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            });
+            each(name, kind)?;
+        }
+        Ok(())
+    }
+}
+
+/// The mode a new file really gets when created with `mode`, if that is exactly `mode`:
+/// then no chmod is needed after creating it. None when the umask would take bits away or
+/// `mode` has set-id or sticky bits (open(2) does not set those reliably).
+pub fn born_with(mode: u32) -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    // Read from /proc rather than with umask(2), which can only be read by changing it.
+    let umask = (*UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let line = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    }))?;
+    (mode & !0o777 == 0 && mode & umask == 0).then_some(mode)
+}
+
 /// Copies the first `len` bytes of `input` to `output` in the kernel: copy_file_range(2)
 /// with the length known from the caller's fstat, so a small file takes one call, where
 /// io::copy would stat both files again and call once more to see the end. Falls back to
@@ -251,6 +389,13 @@ mod libc_flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_id_and_sticky_modes_always_need_a_chmod() {
+        for mode in [0o4755, 0o2750, 0o1777, 0o7777] {
+            assert_eq!(born_with(mode), None, "{mode:o}");
+        }
+    }
 
     #[test]
     fn plain_file_names() {

@@ -138,6 +138,49 @@ fn stage_sets_mode() {
 }
 
 #[test]
+fn stage_keeps_source_modes_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let pool = pool();
+    let files = write_samples(&pool.collect);
+    // Modes the umask would cut down if they were only asked of open(2), and one it leaves.
+    let modes = [0o644, 0o755, 0o600, 0o664, 0o2750];
+    for ((name, _), mode) in files.iter().zip(modes) {
+        set_mode(&pool.collect.join(name), mode);
+    }
+    for (umask, extra) in [
+        (0o077, vec![]),
+        (0o022, vec![]),
+        (0o077, vec!["--mode", "0664"]),
+    ] {
+        for (name, _) in &files {
+            let _ = fs::remove_file(pool.target.join(name));
+        }
+        let target = p(&pool.target);
+        let collect = p(&pool.collect);
+        let mut cmd = peerstage();
+        cmd.args(["stage", "--target", &target, "--collect-dir", &collect])
+            .args(["--name", &pool.name])
+            .args(&extra);
+        // SAFETY: umask(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+                Ok(())
+            });
+        }
+        run(&mut cmd).expect_code(0, &format!("stage under umask {umask:03o} {extra:?}"));
+        for ((name, _), mode) in files.iter().zip(modes) {
+            let expected = if extra.is_empty() { mode } else { 0o664 };
+            assert_eq!(
+                mode_of(&pool.target.join(name)),
+                expected,
+                "mode of staged {name} under umask {umask:03o} {extra:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn stage_sets_owner_by_ids() {
     if !is_root() {
         return skip("needs root (chown to arbitrary ids)");

@@ -1,5 +1,6 @@
 //! A peer on the master itself, staged with plain file-system copies.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
@@ -8,7 +9,8 @@ use std::path::Path;
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
 use crate::fsutil::{
-    copy_contents, open_nofollow, remove_debris, sha256, write_file_atomically, ScratchDir,
+    born_with, copy_contents, remove_debris, sha256, write_file_atomically, DirFd, EntryKind,
+    ScratchDir,
 };
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
@@ -32,37 +34,46 @@ impl LocalPeer {
         format!("peer {}: {}: {cause}", self.config.name, path.display())
     }
 
-    /// Copies one file into the incoming dir: contents in-kernel (copy_file_range, through
-    /// io::copy), then owner and mode on the open file. The incoming dir is private, so the
-    /// file is never visible with a wrong owner or mode, and it reaches its final name only
-    /// when the whole collect dir has been copied.
+    /// Copies one file into the incoming dir: contents in-kernel (copy_file_range), then
+    /// owner and mode on the open file. The incoming dir is private, so the file is never
+    /// visible with a wrong owner or mode, and it reaches its final name only when the whole
+    /// collect dir has been copied. Files are opened relative to the open dirs, and a file
+    /// created with its final mode needs no chmod: a small file costs 7 system calls.
     fn copy_one(
         &self,
-        source: &Path,
-        incoming: &Path,
+        collect: &DirFd,
+        name: &OsStr,
+        incoming: &DirFd,
         target_dir: &Path,
         perms: &Perms,
     ) -> Result<u64> {
-        let mut input = open_nofollow(source)
-            .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+        let source = || self.config.collect_dir.join(name);
+        // Errors name the file as it will be called in the target, not its private temp name.
+        let shown = || target_dir.join(name);
+        let mut input = collect
+            .open_file(name)
+            .map_err(|err| Error::failed(self.error(&source(), io_cause(&err))))?;
         let meta = input
             .metadata()
-            .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+            .map_err(|err| Error::failed(self.error(&source(), io_cause(&err))))?;
         if !meta.is_file() {
             // Swapped for something else since the directory was read.
             return Err(Error::failed(
-                self.error(source, "no longer a regular file"),
+                self.error(&source(), "no longer a regular file"),
             ));
         }
-        // Errors name the file as it will be called in the target, not its private temp name.
-        let shown = target_dir.join(incoming.file_name().unwrap_or_default());
-        let mut output = create_private(incoming)
-            .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
+        let wanted = perms
+            .mode
+            .unwrap_or(Mode(meta.permissions().mode() & 0o7777));
+        let born_with = born_with(wanted.0);
+        let mut output = incoming
+            .create_file(name, born_with.unwrap_or(0o600))
+            .map_err(|err| Error::failed(self.error(&shown(), write_cause(&err))))?;
         let bytes = copy_contents(&mut input, &mut output, meta.len())
-            .map_err(|err| Error::failed(self.error(&shown, write_cause(&err))))?;
+            .map_err(|err| Error::failed(self.error(&shown(), write_cause(&err))))?;
         if bytes != meta.len() {
             return Err(Error::failed(self.error(
-                source,
+                &source(),
                 format!(
                     "size mismatch: {} bytes on the peer, {bytes} staged (did it change while copying?)",
                     meta.len()
@@ -70,36 +81,29 @@ impl LocalPeer {
             )));
         }
         if self.options.verify == Verify::Sha256 {
-            let copied = open_nofollow(incoming)
+            let copied = incoming
+                .open_file(name)
                 .and_then(|mut copied| sha256(&mut copied))
-                .map_err(|err| Error::failed(self.error(&shown, io_cause(&err))))?;
+                .map_err(|err| Error::failed(self.error(&shown(), io_cause(&err))))?;
             let original = input
                 .seek(SeekFrom::Start(0))
                 .and_then(|_| sha256(&mut input))
-                .map_err(|err| Error::failed(self.error(source, io_cause(&err))))?;
+                .map_err(|err| Error::failed(self.error(&source(), io_cause(&err))))?;
             if copied != original {
                 return Err(Error::failed(
-                    self.error(source, "SHA-256 of the staged copy differs"),
+                    self.error(&source(), "SHA-256 of the staged copy differs"),
                 ));
             }
         }
-        let source_mode = Mode(meta.permissions().mode() & 0o7777);
-        perms
-            .apply(&output, Some(source_mode))
-            .map_err(|cause| Error::failed(self.error(&shown, cause)))?;
+        // chown never adds set-id bits, and a file born with its mode has none to lose.
+        let rest = Perms {
+            owner: perms.owner,
+            mode: born_with.is_none().then_some(wanted),
+        };
+        rest.apply(&output, None)
+            .map_err(|cause| Error::failed(self.error(&shown(), cause)))?;
         Ok(bytes)
     }
-}
-
-/// Creates a new file that nothing can be planted under: O_EXCL, O_NOFOLLOW, mode 0600.
-fn create_private(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
 }
 
 /// Says "disk full" in words an administrator reads at 3 a.m.
@@ -119,30 +123,32 @@ impl Peer for LocalPeer {
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
         check_target_dir(&self.config.name, target_dir, self.options.dry_run)?;
         let collect_dir = &self.config.collect_dir;
-        let mut incoming: Option<ScratchDir> = None;
+        let mut incoming: Option<(DirFd, ScratchDir)> = None;
         // Only a target that already holds something can have a directory in a file's way;
         // a fresh one (the usual case) spares a stat per file.
         let crowded = self.options.dry_run || remove_debris(target_dir);
-        // Streamed: only one entry is held at a time, whatever the size of the collect dir.
-        let entries = fs::read_dir(collect_dir)
+        // Streamed: only a few entries are held at a time, whatever the size of the collect dir.
+        let collect = DirFd::open(collect_dir)
+            .map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
+        let mut entries = collect
+            .entries()
             .map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
         let mut report = StageReport::default();
-        for entry in entries {
-            let entry =
-                entry.map_err(|err| Error::failed(self.error(collect_dir, io_cause(&err))))?;
-            let name = entry.file_name();
-            let source = entry.path();
-            let file_type = entry
-                .file_type()
-                .map_err(|err| Error::failed(self.error(&source, io_cause(&err))))?;
-            if !file_type.is_file() {
-                let what = if file_type.is_symlink() {
-                    "symbolic link"
-                } else if file_type.is_dir() {
-                    "directory"
-                } else {
-                    "not a regular file"
+        let read_error = |err: io::Error| Error::failed(self.error(collect_dir, io_cause(&err)));
+        entries.for_each(read_error, |name, kind| {
+            let kind = match kind {
+                Some(kind) => kind,
+                None => collect.entry_kind(name).map_err(|err| {
+                    Error::failed(self.error(&collect_dir.join(name), io_cause(&err)))
+                })?,
+            };
+            if kind != EntryKind::File {
+                let what = match kind {
+                    EntryKind::Symlink => "symbolic link",
+                    EntryKind::Dir => "directory",
+                    _ => "not a regular file",
                 };
+                let source = collect_dir.join(name);
                 log::warn!(
                     "peer {}: skipped {}: {what}",
                     self.config.name,
@@ -151,10 +157,11 @@ impl Peer for LocalPeer {
                 report
                     .skipped
                     .push(format!("{} ({what})", source.display()));
-                continue;
+                return Ok(());
             }
-            let target = target_dir.join(&name);
             if self.options.dry_run {
+                let source = collect_dir.join(name);
+                let target = target_dir.join(name);
                 print_dry_run(format_args!(
                     "cp -- {} {}",
                     quote_os(source.as_os_str()),
@@ -162,32 +169,33 @@ impl Peer for LocalPeer {
                 ));
                 print_perms(perms, &target);
                 report.files += 1;
-                report.bytes += entry.metadata().map(|meta| meta.len()).unwrap_or(0);
-                continue;
+                report.bytes += fs::symlink_metadata(&source)
+                    .map(|meta| meta.len())
+                    .unwrap_or(0);
+                return Ok(());
             }
             if crowded {
-                check_not_dir(&self.config.name, &target)?;
+                check_not_dir(&self.config.name, &target_dir.join(name))?;
             }
             if incoming.is_none() {
-                incoming = Some(
-                    ScratchDir::create_in(target_dir)
-                        .map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?,
-                );
+                let scratch = ScratchDir::create_in(target_dir)
+                    .and_then(|scratch| Ok((DirFd::open_nofollow(scratch.path())?, scratch)))
+                    .map_err(|err| Error::failed(self.error(target_dir, write_cause(&err))))?;
+                incoming = Some(scratch);
             }
-            let incoming_dir = incoming
-                .as_ref()
-                .map(ScratchDir::path)
-                .unwrap_or(target_dir);
-            report.bytes += self.copy_one(&source, &incoming_dir.join(&name), target_dir, perms)?;
-            report.files += 1;
-        }
+            if let Some((incoming_dir, _)) = &incoming {
+                report.bytes += self.copy_one(&collect, name, incoming_dir, target_dir, perms)?;
+                report.files += 1;
+            }
+            Ok(())
+        })?;
         if report.files == 0 {
             return Err(Error::failed(self.error(
                 collect_dir,
                 "no files to stage (the collect dir is empty)",
             )));
         }
-        if let Some(incoming) = &incoming {
+        if let Some((_, incoming)) = &incoming {
             commit_incoming(&self.config.name, incoming.path(), target_dir)?;
         }
         report.verified = self.options.verify.as_str().to_string();

@@ -186,12 +186,15 @@ pub(crate) fn commit_incoming(peer: &str, incoming: &Path, target_dir: &Path) ->
             crate::error::io_cause(&err)
         ))
     };
-    for entry in std::fs::read_dir(incoming).map_err(|err| fail(incoming, err))? {
-        let entry = entry.map_err(|err| fail(incoming, err))?;
-        let target = target_dir.join(entry.file_name());
-        std::fs::rename(entry.path(), &target).map_err(|err| fail(&target, err))?;
-    }
-    Ok(())
+    let from = crate::fsutil::DirFd::open_nofollow(incoming).map_err(|err| fail(incoming, err))?;
+    let to = crate::fsutil::DirFd::open(target_dir).map_err(|err| fail(target_dir, err))?;
+    from.entries().map_err(|err| fail(incoming, err))?.for_each(
+        |err| fail(incoming, err),
+        |name, _| {
+            from.rename_to(name, &to)
+                .map_err(|err| fail(&target_dir.join(name), err))
+        },
+    )
 }
 
 /// `--dry-run` output: one line on stdout per command or file operation, ready to paste.
