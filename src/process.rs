@@ -278,19 +278,30 @@ fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
 
 /// SIGTERM first, so that `su` passes it on to a command it runs in a session of its own
 /// (which no signal to our group would reach); then, once the child is gone or after two
-/// seconds, SIGKILL for whatever is left of its group.
+/// seconds, SIGKILL for whatever is left of its group. SIGTERM is sent again every 20 ms:
+/// a program that checks for signals between polls can take one just before it polls and
+/// then sleep on until its next timer (OpenSSH 9.2's client loop does: an ssh control master
+/// sometimes stayed up for the whole two seconds), and the next signal wakes it.
 fn terminate(handle: &duct::Handle) {
     use nix::sys::signal::{killpg, Signal};
+    use std::time::{Duration, Instant};
     let groups: Vec<_> = handle
         .pids()
         .into_iter()
         .filter_map(|pid| i32::try_from(pid).ok())
         .map(nix::unistd::Pid::from_raw)
         .collect();
-    for &group in &groups {
-        let _ = killpg(group, Signal::SIGTERM);
+    let give_up = Instant::now() + Duration::from_secs(2);
+    loop {
+        for &group in &groups {
+            let _ = killpg(group, Signal::SIGTERM);
+        }
+        let next = (Instant::now() + Duration::from_millis(20)).min(give_up);
+        match handle.wait_deadline(next) {
+            Ok(None) if Instant::now() < give_up => {}
+            _ => break,
+        }
     }
-    let _ = handle.wait_timeout(std::time::Duration::from_secs(2));
     for &group in &groups {
         let _ = killpg(group, Signal::SIGKILL);
     }
@@ -444,6 +455,20 @@ mod tests {
         assert!(done.timed_out);
         assert!(!done.success());
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_child_that_misses_the_first_sigterm_gets_another_before_sigkill() {
+        // Sleeps through the first SIGTERM, as an ssh master that takes it just before
+        // poll(2) does, and ends cleanly on the second: only a repeated SIGTERM gives exit 7.
+        let script = "n=0; trap 'n=$((n+1)); [ $n -ge 2 ] && exit 7' TERM; \
+                      echo ready; while :; do sleep 0.05; done";
+        let child = Cmd::new("sh").args(["-c", script]).start().unwrap();
+        let done = child
+            .finish(Some(Instant::now() + std::time::Duration::from_millis(200)))
+            .unwrap();
+        assert!(done.timed_out);
+        assert_eq!(done.code(), 7, "ended by a signal: {:?}", done.status);
     }
 
     #[test]
