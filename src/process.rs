@@ -175,6 +175,24 @@ impl Cmd {
         Ok(Background { handle })
     }
 
+    /// Starts the command with pipes to its stdin, stdout and stderr, in a process group of
+    /// its own like every other child, for a conversation (an SFTP session). The group is
+    /// killed when the returned value is dropped and the child has not exited by then.
+    pub fn spawn_piped(&self) -> io::Result<Piped> {
+        log::debug!("starting: {self}");
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        own_process_group(&mut command)?;
+        Ok(Piped {
+            child: command.spawn()?,
+        })
+    }
+
     /// Runs the command with our stdin, stdout and stderr, so a remote command's output passes
     /// through untouched.
     pub fn run_inherited(&self) -> io::Result<ExitStatus> {
@@ -249,6 +267,54 @@ impl Drop for Background {
     }
 }
 
+/// A child started with `Cmd::spawn_piped`.
+pub struct Piped {
+    pub child: std::process::Child,
+}
+
+impl Piped {
+    /// Closes the child's stdin (the end of the conversation) and gives it until `deadline`
+    /// to exit by itself; then it is terminated. Returns what it said on stderr.
+    pub fn close(mut self, deadline: Instant) -> String {
+        drop(self.child.stdin.take());
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.stop();
+        let mut said = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = io::Read::read_to_string(&mut stderr, &mut said);
+        }
+        said
+    }
+
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let child = &mut self.child;
+            let pids = vec![child.id()];
+            terminate_groups(&pids, |until| loop {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return true;
+                }
+                if Instant::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            });
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Puts a child in a process group of its own, so that a deadline kills it together with
 /// what it started (scp's ssh, su's shell): a grandchild left alive would hold our pipes open.
 /// A group of its own no longer gets the terminal's Ctrl-C, so the child is also told to end
@@ -283,12 +349,19 @@ fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
 /// then sleep on until its next timer (OpenSSH 9.2's client loop does: an ssh control master
 /// sometimes stayed up for the whole two seconds), and the next signal wakes it.
 fn terminate(handle: &duct::Handle) {
+    terminate_groups(&handle.pids(), |until| {
+        !matches!(handle.wait_deadline(until), Ok(None))
+    });
+}
+
+/// `terminate` for the process groups led by `pids`; `wait_until` waits for the child until
+/// the instant given and says whether it has exited.
+fn terminate_groups(pids: &[u32], mut wait_until: impl FnMut(Instant) -> bool) {
     use nix::sys::signal::{killpg, Signal};
-    use std::time::{Duration, Instant};
-    let groups: Vec<_> = handle
-        .pids()
-        .into_iter()
-        .filter_map(|pid| i32::try_from(pid).ok())
+    use std::time::Duration;
+    let groups: Vec<_> = pids
+        .iter()
+        .filter_map(|&pid| i32::try_from(pid).ok())
         .map(nix::unistd::Pid::from_raw)
         .collect();
     let give_up = Instant::now() + Duration::from_secs(2);
@@ -297,9 +370,8 @@ fn terminate(handle: &duct::Handle) {
             let _ = killpg(group, Signal::SIGTERM);
         }
         let next = (Instant::now() + Duration::from_millis(20)).min(give_up);
-        match handle.wait_deadline(next) {
-            Ok(None) if Instant::now() < give_up => {}
-            _ => break,
+        if wait_until(next) || Instant::now() >= give_up {
+            break;
         }
     }
     for &group in &groups {

@@ -647,31 +647,38 @@ fn an_rcp_that_exits_0_without_copying_fails_and_stages_nothing() {
 }
 
 /// An rcp command that exits 0 without pushing the stage indicator: mark fetches the
-/// indicator back, so the lie is caught and the peer is not told it was staged.
+/// indicator back, so the lie is caught and the peer is not told it was staged. Where the
+/// indicator goes over the SFTP session instead (multiplexed, scp in SFTP mode), the rcp
+/// command is not used for it, and the indicator written is looked at again.
 #[test]
 fn an_rcp_that_exits_0_without_pushing_fails_mark() {
     let fx = remote_or_skip!();
     let collect = fx.dir("collect");
     // Copies from the peer work (the check that follows the push), pushes to it do nothing.
-    let rcp = fx.wrapper_rcp(
-        "no-push",
-        r#"for last; do :; done
+    let body = r#"for last; do :; done
 case "$last" in *:*) exit 0 ;; esac
-exec /usr/bin/scp "$@""#,
-        false,
-    );
-    for (mode, opts) in MUX_MODES {
-        let what = format!("mark with an rcp that pushes nothing ({mode})");
-        let out = fx.run(
-            &["mark"],
-            &strings(opts),
-            &fx.remote_peer(&collect, &rcp),
-            &[],
-        );
-        out.expect_code(1, &what)
-            .expect_one_error_line(&what)
-            .expect_stderr_contains("cback.stage", &what);
-        assert!(!collect.join("cback.stage").exists(), "{what}");
+exec /usr/bin/scp "$@""#;
+    for legacy in [false, true] {
+        let rcp = fx.wrapper_rcp(&format!("no-push-{legacy}"), body, legacy);
+        for (mode, opts) in MUX_MODES {
+            let what = format!("mark with an rcp that pushes nothing ({mode}, -O: {legacy})");
+            let _ = std::fs::remove_file(collect.join("cback.stage"));
+            let out = fx.run(
+                &["mark"],
+                &strings(opts),
+                &fx.remote_peer(&collect, &rcp),
+                &[],
+            );
+            if !legacy && opts.is_empty() {
+                out.expect_code(0, &what);
+                assert!(collect.join("cback.stage").is_file(), "{what}");
+                continue;
+            }
+            out.expect_code(1, &what)
+                .expect_one_error_line(&what)
+                .expect_stderr_contains("cback.stage", &what);
+            assert!(!collect.join("cback.stage").exists(), "{what}");
+        }
     }
 }
 
@@ -1084,16 +1091,22 @@ fn an_sftp_only_peer_stages_checks_and_marks_but_refuses_commands() {
     fx.run(&["check"], &[], &peer, &[])
         .expect_code(0, "check on an sftp-only peer");
 
-    for (tag, opts) in [("size", &[][..]), ("sha256", &["--verify", "sha256"][..])] {
+    // Sizes are listed over SFTP when the connection is shared; digests need a command.
+    for (tag, opts, verified) in [
+        ("size", &[][..], true),
+        ("size-unshared", &["--no-multiplex"][..], false),
+        ("sha256", &["--verify", "sha256"][..], false),
+    ] {
         let target = fx.dir(&format!("target-{tag}"));
         let what = format!("stage ({tag}) from an sftp-only peer");
         let out = fx.stage(&target, opts, &peer);
         out.expect_code(0, &what);
         assert_holds_exactly(&target, &files, &what, &out);
         let err = lower(&out);
-        assert!(
-            err.contains("verif") && err.contains("skip"),
-            "{what}: no warning that verification was skipped\n{}",
+        assert_eq!(
+            !(err.contains("verif") && err.contains("skip")),
+            verified,
+            "{what}: verification skipped or not, as expected?\n{}",
             out.describe()
         );
     }

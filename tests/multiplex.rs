@@ -53,6 +53,10 @@ fn staged(base: &Path, peer: &str) -> Vec<String> {
     list_dir(&base.join("staging/2026/11/21").join(peer))
 }
 
+/// What the loopback sshd logs (LogLevel VERBOSE) for each session on a connection.
+const SFTP_SESSION: &str = "Starting session: subsystem 'sftp'";
+const COMMAND_SESSION: &str = "Starting session: command";
+
 #[test]
 fn a_run_makes_one_ssh_login_per_remote_peer() {
     let sshd = sshd_or_skip!();
@@ -61,10 +65,20 @@ fn a_run_makes_one_ssh_login_per_remote_peer() {
     let config = remote_pool(&sshd, base.path(), &names, &sshd.rcp_command());
     let tmp = mkdir(&base.path().join("tmp"));
     let before = sshd.logins();
+    let sessions = |kind: &str| sshd.log().matches(kind).count();
+    let (sftp_before, commands_before) = (sessions(SFTP_SESSION), sessions(COMMAND_SESSION));
     let out = run_pool(&config, &tmp, &[]);
     out.expect_code(0, "pool run with multiplexing");
     // check, copy, verification listing, indicator push and its check: one login a peer.
     assert_eq!(sshd.logins() - before, names.len(), "{}", out.describe());
+    // And on it two sessions: scp's copy, and one SFTP session for all the rest.
+    assert_eq!(
+        sessions(SFTP_SESSION) - sftp_before,
+        2 * names.len(),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(sessions(COMMAND_SESSION) - commands_before, 0);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
     for peer in report["peers"].as_array().expect("peers") {
         assert_eq!(peer["status"], "T", "{}", out.describe());
@@ -108,8 +122,9 @@ fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
     let base = tempdir();
     // An rcp command that first shuts the peer's control master down, as a dropped link
     // would: the copy must still happen, over a connection of its own.
+    // Named scp, or it would not count as OpenSSH's and no connection would be shared.
     let wrapper = write_script(
-        &base.path().join("kill-master-scp"),
+        &mkdir(&base.path().join("kill-master")).join("scp"),
         r#"for arg in "$@"; do
   case "$arg" in ControlPath=*) /usr/bin/ssh -o "$arg" -O exit peer >/dev/null 2>&1 ;; esac
 done
@@ -121,6 +136,14 @@ exec /usr/bin/scp "$@""#,
     let out = run_pool(&config, &tmp, &[]);
     out.expect_code(0, "pool run whose shared connection dies");
     assert!(staged(base.path(), "dies-a").contains(&"dies-a-b.tar".to_string()));
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
+    assert_eq!(report["peers"][0]["verified"], "size", "{}", out.describe());
+    assert!(base.path().join("collect/dies-a/cback.stage").is_file());
+    assert!(
+        out.stderr.contains("SFTP session lost"),
+        "the lost session is said: {}",
+        out.describe()
+    );
     assert!(
         list_dir(&tmp).is_empty(),
         "left in TMPDIR: {:?}",

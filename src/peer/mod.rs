@@ -7,6 +7,7 @@
 mod local;
 mod mux;
 mod remote;
+mod sftp;
 
 use std::path::Path;
 use std::time::Instant;
@@ -38,7 +39,7 @@ pub struct PeerOptions {
 pub enum Verify {
     /// Trust the copy.
     None,
-    /// Names and sizes (remote peers: listed through the rsh command).
+    /// Names and sizes (remote peers: listed over SFTP, or through the rsh command).
     #[default]
     Size,
     /// Names, sizes and SHA-256 of the contents.

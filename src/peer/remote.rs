@@ -5,10 +5,12 @@
 //! and modern scp exits 1 when the collect dir merely holds a subdirectory. What decides is the
 //! set of files that really arrived, plus what scp said on stderr.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
@@ -19,6 +21,7 @@ use std::os::unix::ffi::OsStringExt;
 
 use super::local::write_cause;
 use super::mux::Mux;
+use super::sftp::{Kind, Sftp, SftpError, FX_NO_SUCH_FILE};
 use super::{
     check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
     PeerOptions, StageReport, Verify,
@@ -36,8 +39,26 @@ pub struct RemotePeer {
     protocol: OnceLock<ScpProtocol>,
     /// Whether the rcp and rsh commands are OpenSSH's and multiplexing is wanted.
     shares_connection: bool,
+    /// The SFTP session for the small steps; before `mux`, so it ends before the master.
+    sftp: Mutex<SftpState>,
     /// The shared connection, started by the first operation that needs the peer.
     mux: OnceLock<Result<Option<Mux>>>,
+}
+
+/// What the peer says its collect dir holds, to check the arrivals against.
+enum Listed {
+    /// Name, size and (for sha256) hex digest of every file scp's `*` would copy.
+    Files(HashMap<OsString, (u64, Vec<u8>)>),
+    /// The peer could not list it; the reason goes into the report.
+    Skipped(String),
+}
+
+enum SftpState {
+    Untried,
+    Open(Sftp),
+    /// No session (the peer has no SFTP subsystem, or nothing is shared): each step runs
+    /// its own rcp or rsh command.
+    Unavailable,
 }
 
 /// Options added to OpenSSH commands so that a peer that hangs or stalls cannot hold the run:
@@ -109,6 +130,7 @@ impl RemotePeer {
             collect_dir,
             local_user,
             protocol: OnceLock::new(),
+            sftp: Mutex::new(SftpState::Untried),
             mux: OnceLock::new(),
         })
     }
@@ -147,6 +169,144 @@ impl RemotePeer {
             Ok(None) => Ok(Vec::new()),
             Err(err) => Err(err.clone()),
         }
+    }
+
+    /// Whether the probe, the listing and the stage indicator go through one SFTP session
+    /// on the shared connection instead of an scp or ssh run each. Only when the connection
+    /// is shared (so both commands are OpenSSH's) and the rcp command does not ask for the
+    /// legacy scp protocol (a peer without an SFTP subsystem).
+    fn wants_sftp(&self) -> bool {
+        self.shares_connection && protocol_flag(&self.rcp) != Some(ScpProtocol::Legacy)
+    }
+
+    /// `ssh … -s destination sftp` over the shared connection.
+    fn sftp_command(&self) -> Result<Cmd> {
+        self.wrap(self.rsh()?.arg("-s").arg(self.destination()).arg("sftp"))
+    }
+
+    /// Runs `step` on the peer's SFTP session, starting it on first use. `Ok(None)` when
+    /// there is no session to use, or it was lost (the shared connection died): the caller
+    /// then runs its rcp or rsh command, which connects on its own if it must.
+    fn with_sftp<T>(
+        &self,
+        step: impl FnOnce(&mut Sftp) -> std::result::Result<T, SftpError>,
+    ) -> Result<Option<std::result::Result<T, SftpError>>> {
+        if !self.wants_sftp() || self.options.dry_run {
+            return Ok(None);
+        }
+        let mut state = self
+            .sftp
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(*state, SftpState::Untried) {
+            *state = SftpState::Unavailable;
+            if !self.shared()?.is_empty() {
+                let cmd = self.sftp_command()?;
+                log::info!("peer {}: {cmd}", self.config.name);
+                match Sftp::start(&cmd, self.options.deadline) {
+                    Ok(sftp) => *state = SftpState::Open(sftp),
+                    Err(SftpError::TimedOut) => {
+                        return Err(Error::unreachable(format!(
+                            "peer {}: timed out starting an SFTP session",
+                            self.config.name
+                        )))
+                    }
+                    Err(err) => log::debug!(
+                        "peer {}: no SFTP session ({err}); running the rcp and rsh commands",
+                        self.config.name
+                    ),
+                }
+            }
+        }
+        let SftpState::Open(sftp) = &mut *state else {
+            return Ok(None);
+        };
+        match step(sftp) {
+            Err(SftpError::Broken(why)) => {
+                if let SftpState::Open(sftp) =
+                    std::mem::replace(&mut *state, SftpState::Unavailable)
+                {
+                    let said = sftp.end();
+                    log::warn!(
+                        "peer {}: SFTP session lost ({why}: {said}); running the rcp and rsh commands",
+                        self.config.name
+                    );
+                }
+                Ok(None)
+            }
+            answer => Ok(Some(answer)),
+        }
+    }
+
+    /// The error an SFTP step stands for: the peer refused (1), or the session or the
+    /// connection under it is gone (69).
+    fn sftp_error(&self, what: &str, err: SftpError) -> Error {
+        let message = format!("peer {}: {what}: {err}", self.config.name);
+        match err {
+            SftpError::Status { .. } => Error::failed(message),
+            SftpError::Broken(_) | SftpError::TimedOut => Error::unreachable(message),
+        }
+    }
+
+    /// `dir/name` as an SFTP path (literal: no globbing, no shell).
+    fn sftp_path(&self, name: &[u8]) -> Vec<u8> {
+        let mut path = self.collect_dir.as_bytes().to_vec();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        path
+    }
+
+    /// Lists the collect dir over SFTP the way scp's `*` sees it: every non-hidden entry
+    /// that is (or links to) a regular file, with its size.
+    fn sftp_listing(&self, sftp: &mut Sftp) -> std::result::Result<Listed, SftpError> {
+        let no_size = || SftpError::Broken("a file listed without its size".to_string());
+        let mut files = HashMap::new();
+        let mut links = Vec::new();
+        sftp.read_dir(self.collect_dir.as_bytes(), |name, attrs| {
+            if name.starts_with(b".") {
+                return Ok(());
+            }
+            match attrs.kind() {
+                Kind::File => {
+                    let size = attrs.size.ok_or_else(no_size)?;
+                    files.insert(OsString::from_vec(name.to_vec()), (size, Vec::new()));
+                }
+                Kind::Symlink | Kind::Unknown => links.push(name.to_vec()),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        for name in links {
+            match sftp.stat(&self.sftp_path(&name)) {
+                Ok(attrs) if attrs.kind() == Kind::File => {
+                    let size = attrs.size.ok_or_else(no_size)?;
+                    files.insert(OsString::from_vec(name), (size, Vec::new()));
+                }
+                // A dangling link: scp's glob finds it, but nothing can be copied.
+                Ok(_)
+                | Err(SftpError::Status {
+                    code: FX_NO_SUCH_FILE,
+                    ..
+                }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(Listed::Files(files))
+    }
+
+    /// `--dry-run`'s lines for a step that would go over the SFTP session.
+    /// The session itself is shown once, as it is started once.
+    fn print_sftp_dry_run(&self, steps: &str) -> Result<()> {
+        let mut state = self
+            .sftp
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(*state, SftpState::Untried) {
+            print_dry_run(self.sftp_command()?);
+            *state = SftpState::Unavailable;
+        }
+        print_dry_run(format_args!("# over the SFTP session: {steps}"));
+        Ok(())
     }
 
     /// The rcp command, sharing the peer's connection when it can.
@@ -313,12 +473,8 @@ impl RemotePeer {
         )
     }
 
-    /// Compares what arrived with what the peer lists. Returns how the check went, for the
-    /// report; a mismatch is an error naming the files.
-    fn verify_arrivals(&self, incoming: &Path, listing: Option<Finished>) -> Result<String> {
-        let Some(finished) = listing else {
-            return Ok("none".to_string());
-        };
+    /// Reads the output of `listing_command`.
+    fn parse_listing(&self, finished: Finished) -> Result<Listed> {
         let mut records = finished.stdout.split(|&byte| byte == 0);
         if records.next() != Some(LISTING_MARKER) {
             if is_connection_failure(&finished) && finished.code() == 255 {
@@ -329,7 +485,9 @@ impl RemotePeer {
                 "peer {}: verification skipped: the peer does not run remote commands ({said})",
                 self.config.name
             );
-            return Ok("skipped: the peer does not run remote commands".to_string());
+            return Ok(Listed::Skipped(
+                "skipped: the peer does not run remote commands".to_string(),
+            ));
         }
         if !finished.success() {
             return Err(self.failure(
@@ -362,6 +520,17 @@ impl RemotePeer {
                 (size, digest.to_vec()),
             );
         }
+        Ok(Listed::Files(listed))
+    }
+
+    /// Compares what arrived with what the peer lists. Returns how the check went, for the
+    /// report; a mismatch is an error naming the files.
+    fn verify_arrivals(&self, incoming: &Path, listed: Option<Listed>) -> Result<String> {
+        let mut listed = match listed {
+            None => return Ok("none".to_string()),
+            Some(Listed::Skipped(why)) => return Ok(why),
+            Some(Listed::Files(files)) => files,
+        };
         let mut problems = Vec::new();
         for entry in fs::read_dir(incoming).map_err(|err| self.io_error(incoming, &err))? {
             let entry = entry.map_err(|err| self.io_error(incoming, &err))?;
@@ -473,6 +642,20 @@ impl RemotePeer {
     }
 }
 
+impl Drop for RemotePeer {
+    /// Ends the SFTP session the polite way (its stdin closed, so the server's side ends
+    /// the session) before the master goes.
+    fn drop(&mut self) {
+        let state = self
+            .sftp
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let SftpState::Open(sftp) = std::mem::replace(state, SftpState::Unavailable) {
+            sftp.end();
+        }
+    }
+}
+
 impl Peer for RemotePeer {
     fn config(&self) -> &PeerConfig {
         &self.config
@@ -484,7 +667,12 @@ impl Peer for RemotePeer {
         if self.options.dry_run {
             let incoming = target_dir.join(format!("{TEMP_PREFIX}{}-XXXXXX", std::process::id()));
             print_dry_run(self.wrap(self.rcp()?.arg(&source).arg(&incoming))?);
-            if self.options.verify != Verify::None {
+            if self.options.verify == Verify::Size && self.wants_sftp() {
+                self.print_sftp_dry_run(&format!(
+                    "list {} (names and sizes) to verify",
+                    self.collect_dir
+                ))?;
+            } else if self.options.verify != Verify::None {
                 print_dry_run(self.listing_command()?);
             }
             print_dry_run(format_args!(
@@ -501,11 +689,25 @@ impl Peer for RemotePeer {
         let cmd = self.wrap(self.rcp()?.arg(&source).arg(incoming.path()))?;
         // The peer's listing is taken while the files travel: the collect dir is complete
         // (its indicator is there), so listing it before or during the copy is the same.
-        let listing = match self.options.verify {
-            Verify::None => None,
-            _ => Some(self.start(&self.listing_command()?)?),
+        let copying = self.start(&cmd)?;
+        let sftp_listing = match self.options.verify {
+            Verify::Size => self.with_sftp(|sftp| {
+                log::info!("peer {}: sftp: list {}", self.config.name, self.collect_dir);
+                self.sftp_listing(sftp)
+            })?,
+            _ => None,
         };
-        let finished = self.run(&cmd)?;
+        let listing = match (self.options.verify, sftp_listing) {
+            (Verify::None, _) => None,
+            (_, Some(listed)) => Some(Ok(listed.map_err(|err| {
+                self.sftp_error(
+                    &format!("cannot list collect dir {} to verify", self.collect_dir),
+                    err,
+                )
+            })?)),
+            _ => Some(Err(self.start(&self.listing_command()?)?)),
+        };
+        let finished = self.finish(copying)?;
         let mut report = StageReport::default();
         for line in finished.stderr_lines().filter(|line| is_skip_line(line)) {
             log::warn!("peer {}: skipped {}", self.config.name, skip_entry(line));
@@ -578,11 +780,12 @@ impl Peer for RemotePeer {
                 finished.code()
             )));
         }
-        let listing = match listing {
-            Some(running) => Some(self.finish(running)?),
+        let listed = match listing {
+            Some(Ok(listed)) => Some(listed),
+            Some(Err(running)) => Some(self.parse_listing(self.finish(running)?)?),
             None => None,
         };
-        report.verified = self.verify_arrivals(incoming.path(), listing)?;
+        report.verified = self.verify_arrivals(incoming.path(), listed)?;
         commit_incoming(&self.config.name, incoming.path(), target_dir)?;
         Ok(report)
     }
@@ -595,7 +798,15 @@ impl Peer for RemotePeer {
             escape_glob(indicator)
         ));
         let working_dir = self.working_dir();
+        let path = self.sftp_path(indicator.as_bytes());
         if self.options.dry_run {
+            if self.wants_sftp() {
+                self.print_sftp_dry_run(&format!(
+                    "open {} for reading, then close it",
+                    String::from_utf8_lossy(&path)
+                ))?;
+                return Ok(true);
+            }
             print_dry_run(
                 self.wrap(
                     self.rcp
@@ -606,7 +817,27 @@ impl Peer for RemotePeer {
             );
             return Ok(true);
         }
-        // Probed with the rcp command, not ssh: a peer account may allow scp/sftp only.
+        // Probed over SFTP or with the rcp command, not ssh: a peer account may allow
+        // scp/sftp only. Present only if it can be opened for reading, as a copy would.
+        let probed = self.with_sftp(|sftp| {
+            log::info!(
+                "peer {}: sftp: open {} for reading",
+                self.config.name,
+                String::from_utf8_lossy(&path)
+            );
+            sftp.probe(&path)
+        })?;
+        if let Some(probed) = probed {
+            return match probed {
+                Ok(None) => Ok(false),
+                Ok(Some(attrs)) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => Ok(true),
+                Ok(Some(_)) => Err(Error::failed(format!(
+                    "peer {}: cannot check {source}: not a regular file",
+                    self.config.name
+                ))),
+                Err(err) => Err(self.sftp_error(&format!("cannot check {source}"), err)),
+            };
+        }
         let scratch = self.scratch_dir(&working_dir)?;
         let cmd = self.wrap(self.rcp()?.arg(&source).arg(scratch.path()))?;
         let finished = self.run(&cmd)?;
@@ -630,6 +861,32 @@ impl Peer for RemotePeer {
         check_indicator_name(&self.config.name, indicator)?;
         let destination = self.remote_path(&format!("{}/", self.upload_dir()));
         let working_dir = self.working_dir();
+        let path = self.sftp_path(indicator.as_bytes());
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        if self.options.dry_run && self.wants_sftp() {
+            return self.print_sftp_dry_run(&format!(
+                "create {shown} empty (mode 0644 less the peer's umask), close it, then stat it"
+            ));
+        }
+        // Written as an scp upload of an empty file would write it (open with create and
+        // truncate, close), then looked at again: a close that says OK is not proof either.
+        let written = self.with_sftp(|sftp| {
+            log::info!("peer {}: sftp: create {shown}", self.config.name);
+            sftp.create_empty(&path, 0o644)
+                .and_then(|()| sftp.stat(&path))
+        })?;
+        if let Some(written) = written {
+            return match written {
+                Ok(attrs) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => Ok(()),
+                Ok(_) => Err(Error::failed(format!(
+                    "peer {}: stage indicator {shown} on the peer is not a regular file",
+                    self.config.name
+                ))),
+                Err(err) => {
+                    Err(self.sftp_error(&format!("cannot write stage indicator {shown}"), err))
+                }
+            };
+        }
         if self.options.dry_run {
             let local = working_dir
                 .join(format!("{TEMP_PREFIX}XXXXXX"))
@@ -841,27 +1098,8 @@ fn is_connection_failure(finished: &Finished) -> bool {
 /// binary's default, which its usage text tells (scp 9.0+ lists `-O` and defaults to SFTP).
 /// Anything that is not OpenSSH scp is taken as a classic rcp, read by a remote shell.
 fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
-    let mut words = rcp.get_args().iter().filter_map(|arg| arg.to_str());
-    let mut skip_value = false;
-    for word in words.by_ref() {
-        if skip_value {
-            skip_value = false;
-            continue;
-        }
-        let Some(flags) = word.strip_prefix('-') else {
-            continue;
-        };
-        for (i, flag) in flags.char_indices() {
-            match flag {
-                'O' => return ScpProtocol::Legacy,
-                's' => return ScpProtocol::Sftp,
-                'c' | 'D' | 'F' | 'i' | 'J' | 'l' | 'o' | 'P' | 'S' | 'X' => {
-                    skip_value = i + 1 == flags.len();
-                    break;
-                }
-                _ => {}
-            }
-        }
+    if let Some(protocol) = protocol_flag(rcp) {
+        return protocol;
     }
     let is_scp = Path::new(rcp.program())
         .file_name()
@@ -875,6 +1113,33 @@ fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
         }
         _ => ScpProtocol::Legacy,
     }
+}
+
+/// The protocol the rcp command's flags ask for (scp's -O or -s), if any.
+fn protocol_flag(rcp: &Cmd) -> Option<ScpProtocol> {
+    let mut words = rcp.get_args().iter().filter_map(|arg| arg.to_str());
+    let mut skip_value = false;
+    for word in words.by_ref() {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        let Some(flags) = word.strip_prefix('-') else {
+            continue;
+        };
+        for (i, flag) in flags.char_indices() {
+            match flag {
+                'O' => return Some(ScpProtocol::Legacy),
+                's' => return Some(ScpProtocol::Sftp),
+                'c' | 'D' | 'F' | 'i' | 'J' | 'l' | 'o' | 'P' | 'S' | 'X' => {
+                    skip_value = i + 1 == flags.len();
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,0 +1,518 @@
+//! The few SFTP requests a remote peer needs besides the copy itself (probe the collect
+//! indicator, list the collect dir, write and re-read the stage indicator), sent over one
+//! `ssh -s … sftp` session on the peer's shared connection. OpenSSH's scp speaks the same
+//! protocol (its default since 9.0), so an sftp-only account allows it; but where scp and
+//! ssh are separate processes, with a session and a shell on the peer for every step, this
+//! is one process and one session for the whole peer.
+//!
+//! SFTP version 3 (draft-ietf-secsh-filexfer-02), which every OpenSSH server speaks. Packets
+//! are `uint32 length, byte type, payload`; every request carries an id that its answer
+//! repeats. Requests are sent one at a time.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use crate::process::{Cmd, Piped};
+
+const INIT: u8 = 1;
+const VERSION: u8 = 2;
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+const FSTAT: u8 = 8;
+const OPENDIR: u8 = 11;
+const READDIR: u8 = 12;
+const STAT: u8 = 17;
+const STATUS: u8 = 101;
+const HANDLE: u8 = 102;
+const NAME: u8 = 104;
+const ATTRS: u8 = 105;
+
+const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+pub(super) const FX_NO_SUCH_FILE: u32 = 2;
+
+const FXF_READ: u32 = 0x01;
+const FXF_WRITE: u32 = 0x02;
+const FXF_CREAT: u32 = 0x08;
+const FXF_TRUNC: u32 = 0x10;
+
+const ATTR_SIZE: u32 = 0x01;
+const ATTR_UIDGID: u32 = 0x02;
+const ATTR_PERMISSIONS: u32 = 0x04;
+const ATTR_ACMODTIME: u32 = 0x08;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+/// Bigger answers than this are not something we asked for (a READDIR answer of OpenSSH
+/// holds at most 100 names).
+const MAX_PACKET: usize = 1 << 20;
+
+/// What a file is, from the mode bits of its attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Attrs {
+    pub size: Option<u64>,
+    pub permissions: Option<u32>,
+}
+
+impl Attrs {
+    pub fn kind(&self) -> Kind {
+        match self.permissions.map(|mode| mode & 0o170000) {
+            Some(0o100000) => Kind::File,
+            Some(0o040000) => Kind::Dir,
+            Some(0o120000) => Kind::Symlink,
+            Some(_) => Kind::Other,
+            None => Kind::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SftpError {
+    /// The peer answered the request with a failure status.
+    Status { code: u32, message: String },
+    /// The session ended or spoke nonsense: the connection, ssh or the server is gone.
+    Broken(String),
+    /// The peer's deadline passed while waiting for an answer.
+    TimedOut,
+}
+
+impl std::fmt::Display for SftpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SftpError::Status { code, message } if message.is_empty() => {
+                write!(f, "{}", status_words(*code))
+            }
+            SftpError::Status { message, .. } => f.write_str(message),
+            SftpError::Broken(why) => write!(f, "SFTP session lost: {why}"),
+            SftpError::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+fn status_words(code: u32) -> &'static str {
+    match code {
+        FX_EOF => "end of file",
+        FX_NO_SUCH_FILE => "No such file or directory",
+        3 => "Permission denied",
+        8 => "Operation unsupported",
+        _ => "Failure",
+    }
+}
+
+type Answer<T> = std::result::Result<T, SftpError>;
+
+pub(super) struct Sftp {
+    child: Piped,
+    next_id: u32,
+    deadline: Option<Instant>,
+}
+
+impl Sftp {
+    /// Starts `command` (an `ssh … -s destination sftp`) and does the version handshake.
+    /// An error here means the session is not available: the peer has no SFTP subsystem,
+    /// or ssh could not run. What ssh said is in the message.
+    pub fn start(command: &Cmd, deadline: Option<Instant>) -> Answer<Sftp> {
+        let child = command.spawn_piped().map_err(|err| {
+            SftpError::Broken(format!(
+                "cannot run {}: {err}",
+                command.program().to_string_lossy()
+            ))
+        })?;
+        let mut sftp = Sftp {
+            child,
+            next_id: 0,
+            deadline,
+        };
+        let mut init = Vec::new();
+        put_u32(&mut init, 3);
+        let answer = sftp.send(INIT, &init).and_then(|()| sftp.receive());
+        match answer {
+            Ok((VERSION, _)) => Ok(sftp),
+            Ok((kind, _)) => Err(SftpError::Broken(format!(
+                "answered INIT with packet type {kind}"
+            ))),
+            Err(SftpError::Broken(_)) => Err(SftpError::Broken(sftp.end())),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Ends the session and returns what ssh said on stderr, trimmed to its last line.
+    pub fn end(self) -> String {
+        let until = Instant::now() + std::time::Duration::from_millis(500);
+        let said = self
+            .child
+            .close(self.deadline.map_or(until, |deadline| deadline.min(until)));
+        said.lines()
+            .map(str::trim)
+            .rfind(|line| !line.is_empty())
+            .unwrap_or("the session ended")
+            .to_string()
+    }
+
+    /// Opens `path` for reading (following a symlink, as a copy would) and closes it again:
+    /// the attributes of a file that could be copied, None if there is no such file.
+    pub fn probe(&mut self, path: &[u8]) -> Answer<Option<Attrs>> {
+        let handle = match self.open(path, FXF_READ, None) {
+            Ok(handle) => handle,
+            Err(SftpError::Status {
+                code: FX_NO_SUCH_FILE,
+                ..
+            }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let attrs = self
+            .handle_request(FSTAT, &handle)
+            .and_then(|(kind, body)| match kind {
+                ATTRS => Reader::new(&body).attrs(),
+                _ => Err(unexpected(kind)),
+            });
+        let closed = self.close(&handle);
+        let attrs = attrs?;
+        closed?;
+        Ok(Some(attrs))
+    }
+
+    /// The attributes of `path`, following a symlink.
+    pub fn stat(&mut self, path: &[u8]) -> Answer<Attrs> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, path);
+        let (kind, answer) = self.request(STAT, &body)?;
+        match kind {
+            ATTRS => Reader::new(&answer).attrs(),
+            _ => Err(unexpected(kind)),
+        }
+    }
+
+    /// Creates `path` empty (or truncates it) with `permissions` (less the peer's umask),
+    /// as an scp upload of an empty file does.
+    pub fn create_empty(&mut self, path: &[u8], permissions: u32) -> Answer<()> {
+        let handle = self.open(path, FXF_WRITE | FXF_CREAT | FXF_TRUNC, Some(permissions))?;
+        self.close(&handle)
+    }
+
+    /// Calls `each` with the name and (not followed) attributes of every entry of `dir`.
+    pub fn read_dir(
+        &mut self,
+        dir: &[u8],
+        mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
+    ) -> Answer<()> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, dir);
+        let handle = self.handle_answer(OPENDIR, &body)?;
+        let listed = loop {
+            let (kind, answer) = match self.handle_request(READDIR, &handle) {
+                Ok(answer) => answer,
+                Err(SftpError::Status { code: FX_EOF, .. }) => break Ok(()),
+                Err(err) => break Err(err),
+            };
+            if kind != NAME {
+                break Err(unexpected(kind));
+            }
+            let mut names = Reader::new(&answer);
+            let read = (|| {
+                for _ in 0..names.u32()? {
+                    let name = names.bytes()?;
+                    names.bytes()?; // the `ls -l` line
+                    let attrs = names.attrs()?;
+                    each(name, attrs)?;
+                }
+                Ok(())
+            })();
+            if let Err(err) = read {
+                break Err(err);
+            }
+        };
+        let closed = self.close(&handle);
+        listed?;
+        closed
+    }
+
+    fn open(&mut self, path: &[u8], flags: u32, permissions: Option<u32>) -> Answer<Vec<u8>> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, path);
+        put_u32(&mut body, flags);
+        match permissions {
+            Some(mode) => {
+                put_u32(&mut body, ATTR_PERMISSIONS);
+                put_u32(&mut body, mode);
+            }
+            None => put_u32(&mut body, 0),
+        }
+        self.handle_answer(OPEN, &body)
+    }
+
+    fn close(&mut self, handle: &[u8]) -> Answer<()> {
+        match self.handle_request(CLOSE, handle)? {
+            (STATUS, _) => Ok(()),
+            (kind, _) => Err(unexpected(kind)),
+        }
+    }
+
+    /// A request whose answer is a handle.
+    fn handle_answer(&mut self, kind: u8, body: &[u8]) -> Answer<Vec<u8>> {
+        let (answer_kind, answer) = self.request(kind, body)?;
+        match answer_kind {
+            HANDLE => Ok(Reader::new(&answer).bytes()?.to_vec()),
+            _ => Err(unexpected(answer_kind)),
+        }
+    }
+
+    /// A request whose body is one handle.
+    fn handle_request(&mut self, kind: u8, handle: &[u8]) -> Answer<(u8, Vec<u8>)> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, handle);
+        self.request(kind, &body)
+    }
+
+    /// Sends a request and returns its answer's type and body, without the id. A failure
+    /// status is an error; an OK status is returned as (STATUS, …).
+    fn request(&mut self, kind: u8, body: &[u8]) -> Answer<(u8, Vec<u8>)> {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let mut packet = Vec::with_capacity(body.len() + 4);
+        put_u32(&mut packet, id);
+        packet.extend_from_slice(body);
+        self.send(kind, &packet)?;
+        let (answer_kind, answer) = self.receive()?;
+        let mut reader = Reader::new(&answer);
+        if reader.u32()? != id {
+            return Err(SftpError::Broken("answer to another request".to_string()));
+        }
+        let rest = reader.rest().to_vec();
+        if answer_kind == STATUS {
+            let mut status = Reader::new(&rest);
+            let code = status.u32()?;
+            let message = status
+                .bytes()
+                .map(|text| String::from_utf8_lossy(text).into_owned())
+                .unwrap_or_default();
+            if code != FX_OK {
+                return Err(SftpError::Status { code, message });
+            }
+        }
+        Ok((answer_kind, rest))
+    }
+
+    fn send(&mut self, kind: u8, body: &[u8]) -> Answer<()> {
+        let mut packet = Vec::with_capacity(body.len() + 5);
+        put_u32(
+            &mut packet,
+            u32::try_from(body.len() + 1).unwrap_or(u32::MAX),
+        );
+        packet.push(kind);
+        packet.extend_from_slice(body);
+        let stdin = self
+            .child
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| SftpError::Broken("stdin closed".to_string()))?;
+        stdin
+            .write_all(&packet)
+            .and_then(|()| stdin.flush())
+            .map_err(|err| SftpError::Broken(err.to_string()))
+    }
+
+    fn receive(&mut self) -> Answer<(u8, Vec<u8>)> {
+        let mut length = [0u8; 4];
+        self.read_exact(&mut length)?;
+        let length = u32::from_be_bytes(length) as usize;
+        if length == 0 || length > MAX_PACKET {
+            return Err(SftpError::Broken(format!("bad packet length {length}")));
+        }
+        let mut packet = vec![0u8; length];
+        self.read_exact(&mut packet)?;
+        let kind = packet.remove(0);
+        Ok((kind, packet))
+    }
+
+    /// Reads exactly `buf.len()` bytes, waiting no longer than the deadline.
+    fn read_exact(&mut self, buf: &mut [u8]) -> Answer<()> {
+        let stdout = self
+            .child
+            .child
+            .stdout
+            .as_mut()
+            .ok_or_else(|| SftpError::Broken("stdout closed".to_string()))?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+                let mut fds = [nix::poll::PollFd::new(
+                    stdout.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let timeout =
+                    nix::poll::PollTimeout::try_from(millis).unwrap_or(nix::poll::PollTimeout::MAX);
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(0) => return Err(SftpError::TimedOut),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(err) => return Err(SftpError::Broken(err.to_string())),
+                }
+            }
+            match stdout.read(&mut buf[filled..]) {
+                Ok(0) => return Err(SftpError::Broken("ssh exited".to_string())),
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(SftpError::Broken(err.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unexpected(kind: u8) -> SftpError {
+    SftpError::Broken(format!("unexpected answer of type {kind}"))
+}
+
+fn put_u32(buf: &mut Vec<u8>, value: u32) {
+    buf.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(buf, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    buf.extend_from_slice(bytes);
+}
+
+/// Reads the fields of an answer; running off its end is a broken session.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Reader<'a> {
+        Reader { data }
+    }
+
+    fn take(&mut self, count: usize) -> Answer<&'a [u8]> {
+        if self.data.len() < count {
+            return Err(SftpError::Broken("answer cut short".to_string()));
+        }
+        let (head, rest) = self.data.split_at(count);
+        self.data = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Answer<u32> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn u64(&mut self) -> Answer<u64> {
+        Ok((u64::from(self.u32()?) << 32) | u64::from(self.u32()?))
+    }
+
+    fn bytes(&mut self) -> Answer<&'a [u8]> {
+        let length = self.u32()? as usize;
+        self.take(length)
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.data
+    }
+
+    fn attrs(&mut self) -> Answer<Attrs> {
+        let flags = self.u32()?;
+        let mut attrs = Attrs::default();
+        if flags & ATTR_SIZE != 0 {
+            attrs.size = Some(self.u64()?);
+        }
+        if flags & ATTR_UIDGID != 0 {
+            self.take(8)?;
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            attrs.permissions = Some(self.u32()?);
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            self.take(8)?;
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            for _ in 0..self.u32()? {
+                self.bytes()?;
+                self.bytes()?;
+            }
+        }
+        Ok(attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs_bytes(flags: u32, fields: &[u32]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        put_u32(&mut buf, flags);
+        for &field in fields {
+            put_u32(&mut buf, field);
+        }
+        buf
+    }
+
+    #[test]
+    fn reads_attributes_skipping_what_it_does_not_need() {
+        // size (2 words), uid+gid, permissions, atime+mtime, one extension pair.
+        let mut data = attrs_bytes(
+            ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME | ATTR_EXTENDED,
+            &[1, 2, 1000, 1000, 0o100644, 7, 8, 1],
+        );
+        put_bytes(&mut data, b"name@example.com");
+        put_bytes(&mut data, b"value");
+        data.extend_from_slice(b"after");
+        let mut reader = Reader::new(&data);
+        let attrs = reader.attrs().unwrap();
+        assert_eq!(attrs.size, Some((1 << 32) | 2));
+        assert_eq!(attrs.permissions, Some(0o100644));
+        assert_eq!(attrs.kind(), Kind::File);
+        assert_eq!(reader.rest(), b"after");
+    }
+
+    #[test]
+    fn kinds_from_mode_bits() {
+        let kind = |mode| {
+            Attrs {
+                size: None,
+                permissions: Some(mode),
+            }
+            .kind()
+        };
+        assert_eq!(kind(0o040755), Kind::Dir);
+        assert_eq!(kind(0o120777), Kind::Symlink);
+        assert_eq!(kind(0o010644), Kind::Other);
+        assert_eq!(Attrs::default().kind(), Kind::Unknown);
+    }
+
+    #[test]
+    fn a_cut_answer_is_a_broken_session_not_a_panic() {
+        let data = attrs_bytes(ATTR_SIZE, &[0]);
+        assert!(matches!(
+            Reader::new(&data).attrs(),
+            Err(SftpError::Broken(_))
+        ));
+        let mut name = Vec::new();
+        put_u32(&mut name, 10);
+        name.extend_from_slice(b"abc");
+        assert!(matches!(
+            Reader::new(&name).bytes(),
+            Err(SftpError::Broken(_))
+        ));
+    }
+
+    #[test]
+    fn packets_are_length_type_and_payload() {
+        let mut body = Vec::new();
+        put_bytes(&mut body, b"/c/cback.collect");
+        assert_eq!(&body[..4], &[0, 0, 0, 16]);
+        assert_eq!(&body[4..], b"/c/cback.collect");
+    }
+}
