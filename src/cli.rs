@@ -50,7 +50,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MODE", value_parser = ["none", "size", "sha256"])]
     pub verify: Option<String>,
 
-    /// Open a new ssh connection for each command instead of sharing one per remote peer
+    /// Open a new ssh connection for each command instead of sharing one per remote peer, and
+    /// run the rcp command for the indicator probe and push instead of SFTP requests
     #[arg(long, global = true)]
     pub no_multiplex: bool,
 

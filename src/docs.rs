@@ -221,6 +221,14 @@ followed. \fIRemote\fR peers are pulled with an rcp\-compatible copy command (de
 optionally as another local user through \fBsu\fR when running as root. The rcp command's exit
 status is never trusted alone: the files that really arrived decide.
 .PP
+Each remote peer gets one ssh connection, an OpenSSH control master that peerstage starts and
+stops itself, shared by everything done for that peer. When the rcp and rsh commands are
+OpenSSH's \fBscp\fR and \fBssh\fR, the collect indicator probe, the listing for the size check
+and the stage indicator (written, then looked at again) are SFTP requests on one
+\fBssh \-s\fR \fIpeer\fR \fBsftp\fR session over that connection: the protocol scp itself
+speaks, so an sftp\-only account works. With \fB\-\-no\-multiplex\fR, or \fB\-O\fR in the rcp
+command, every step runs the rcp or rsh command instead, as Cedar Backup does.
+.PP
 A staged file appears under its final name only when it is complete, with its owner and mode
 already set: it is written to a private temporary file or directory inside the target directory
 and renamed into place. A copy that fails leaves nothing under a final name.
