@@ -1705,6 +1705,34 @@ impl Drop for Silent {
     }
 }
 
+/// A peer that logs in and then never answers on its sessions (every session runs `sleep`):
+/// the SFTP session's requests wait no longer than --timeout, and the peer is unreachable.
+#[test]
+fn a_peer_whose_sessions_hang_times_out_over_sftp() {
+    let hung_port = free_port();
+    let fx = remote_or_skip!(&format!(
+        "Port {hung_port}\nMatch LocalPort {hung_port}\n  ForceCommand sleep 60"
+    ));
+    let collect = fx.dir("collect");
+    write_samples(&collect);
+    write_file(&collect.join("cback.collect"), "");
+    let port = format!("-o Port={hung_port}");
+    let mut peer = fx.remote_peer(
+        &collect,
+        &format!("{SCP} -F {} {port} -B -q -C", fx.ssh_config()),
+    );
+    let rsh = peer.iter().position(|a| a == "--rsh-command").expect("rsh") + 1;
+    peer[rsh] = format!("{} {port}", fx.rsh());
+    for sub in ["check", "mark"] {
+        let what = format!("{sub} on a peer whose sessions hang");
+        fx.run(&[sub], &strings(&["--timeout", "3"]), &peer, &[])
+            .expect_code(69, &what)
+            .expect_one_error_line(&what)
+            .expect_stderr_contains("timed out starting an SFTP session", &what);
+    }
+    assert!(!collect.join("cback.stage").exists());
+}
+
 #[test]
 fn a_peer_that_never_answers_times_out_and_does_not_hold_up_the_run() {
     for tool in [SCP, SSH] {

@@ -41,6 +41,8 @@ pub struct RemotePeer {
     shares_connection: bool,
     /// The SFTP session for the small steps; before `mux`, so it ends before the master.
     sftp: Mutex<SftpState>,
+    /// Whether `--dry-run` has shown the SFTP session's command line.
+    sftp_shown: std::sync::Once,
     /// The shared connection, started by the first operation that needs the peer.
     mux: OnceLock<Result<Option<Mux>>>,
 }
@@ -51,6 +53,12 @@ enum Listed {
     Files(HashMap<OsString, (u64, Vec<u8>)>),
     /// The peer could not list it; the reason goes into the report.
     Skipped(String),
+}
+
+/// The peer's listing during a copy: already read over SFTP, or a command still running.
+enum Listing {
+    Done(Listed),
+    Running(Box<(String, Running)>),
 }
 
 enum SftpState {
@@ -131,6 +139,7 @@ impl RemotePeer {
             local_user,
             protocol: OnceLock::new(),
             sftp: Mutex::new(SftpState::Untried),
+            sftp_shown: std::sync::Once::new(),
             mux: OnceLock::new(),
         })
     }
@@ -297,14 +306,8 @@ impl RemotePeer {
     /// `--dry-run`'s lines for a step that would go over the SFTP session.
     /// The session itself is shown once, as it is started once.
     fn print_sftp_dry_run(&self, steps: &str) -> Result<()> {
-        let mut state = self
-            .sftp
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if matches!(*state, SftpState::Untried) {
-            print_dry_run(self.sftp_command()?);
-            *state = SftpState::Unavailable;
-        }
+        let session = self.sftp_command()?;
+        self.sftp_shown.call_once(|| print_dry_run(session));
         print_dry_run(format_args!("# over the SFTP session: {steps}"));
         Ok(())
     }
@@ -690,22 +693,26 @@ impl Peer for RemotePeer {
         // The peer's listing is taken while the files travel: the collect dir is complete
         // (its indicator is there), so listing it before or during the copy is the same.
         let copying = self.start(&cmd)?;
-        let sftp_listing = match self.options.verify {
-            Verify::Size => self.with_sftp(|sftp| {
-                log::info!("peer {}: sftp: list {}", self.config.name, self.collect_dir);
-                self.sftp_listing(sftp)
-            })?,
-            _ => None,
-        };
-        let listing = match (self.options.verify, sftp_listing) {
-            (Verify::None, _) => None,
-            (_, Some(listed)) => Some(Ok(listed.map_err(|err| {
-                self.sftp_error(
-                    &format!("cannot list collect dir {} to verify", self.collect_dir),
-                    err,
-                )
-            })?)),
-            _ => Some(Err(self.start(&self.listing_command()?)?)),
+        let listing = match self.options.verify {
+            Verify::None => None,
+            verify => {
+                let over_sftp = match verify {
+                    Verify::Size => self.with_sftp(|sftp| {
+                        log::info!("peer {}: sftp: list {}", self.config.name, self.collect_dir);
+                        self.sftp_listing(sftp)
+                    })?,
+                    _ => None,
+                };
+                Some(match over_sftp {
+                    Some(listed) => Listing::Done(listed.map_err(|err| {
+                        self.sftp_error(
+                            &format!("cannot list collect dir {} to verify", self.collect_dir),
+                            err,
+                        )
+                    })?),
+                    None => Listing::Running(Box::new(self.start(&self.listing_command()?)?)),
+                })
+            }
         };
         let finished = self.finish(copying)?;
         let mut report = StageReport::default();
@@ -781,8 +788,8 @@ impl Peer for RemotePeer {
             )));
         }
         let listed = match listing {
-            Some(Ok(listed)) => Some(listed),
-            Some(Err(running)) => Some(self.parse_listing(self.finish(running)?)?),
+            Some(Listing::Done(listed)) => Some(listed),
+            Some(Listing::Running(running)) => Some(self.parse_listing(self.finish(*running)?)?),
             None => None,
         };
         report.verified = self.verify_arrivals(incoming.path(), listed)?;

@@ -217,17 +217,7 @@ impl Sftp {
             if kind != NAME {
                 break Err(unexpected(kind));
             }
-            let mut names = Reader::new(&answer);
-            let read = (|| {
-                for _ in 0..names.u32()? {
-                    let name = names.bytes()?;
-                    names.bytes()?; // the `ls -l` line
-                    let attrs = names.attrs()?;
-                    each(name, attrs)?;
-                }
-                Ok(())
-            })();
-            if let Err(err) = read {
+            if let Err(err) = each_name(&answer, &mut each) {
                 break Err(err);
             }
         };
@@ -369,6 +359,18 @@ impl Sftp {
         }
         Ok(())
     }
+}
+
+/// Calls `each` for every entry of a NAME answer: name, `ls -l` line (unused), attributes.
+fn each_name(answer: &[u8], each: &mut impl FnMut(&[u8], Attrs) -> Answer<()>) -> Answer<()> {
+    let mut names = Reader::new(answer);
+    for _ in 0..names.u32()? {
+        let name = names.bytes()?;
+        names.bytes()?;
+        let attrs = names.attrs()?;
+        each(name, attrs)?;
+    }
+    Ok(())
 }
 
 fn unexpected(kind: u8) -> SftpError {
