@@ -175,10 +175,12 @@ impl Cmd {
         Ok(Background { handle })
     }
 
-    /// Starts the command with pipes to its stdin, stdout and stderr, in a process group of
-    /// its own like every other child, for a conversation (an SFTP session). The group is
-    /// killed when the returned value is dropped and the child has not exited by then.
-    pub fn spawn_piped(&self) -> io::Result<Piped> {
+    /// Starts the command with pipes to its stdin and stdout and its stderr into
+    /// `stderr_file` (a pipe nobody reads during a long conversation could fill and stop
+    /// it), in a process group of its own like every other child, for a conversation (an
+    /// SFTP session). The group is killed when the returned value is dropped and the child
+    /// has not exited by then.
+    pub fn spawn_piped(&self, stderr_file: &Path) -> io::Result<Piped> {
         log::debug!("starting: {self}");
         let mut command = std::process::Command::new(&self.program);
         command
@@ -186,10 +188,11 @@ impl Cmd {
             .env("LC_ALL", "C")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stderr(std::fs::File::create(stderr_file)?);
         own_process_group(&mut command)?;
         Ok(Piped {
             child: command.spawn()?,
+            stderr_file: stderr_file.to_path_buf(),
         })
     }
 
@@ -270,6 +273,7 @@ impl Drop for Background {
 /// A child started with `Cmd::spawn_piped`.
 pub struct Piped {
     pub child: std::process::Child,
+    stderr_file: std::path::PathBuf,
 }
 
 impl Piped {
@@ -284,11 +288,14 @@ impl Piped {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.stop();
-        let mut said = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = io::Read::read_to_string(&mut stderr, &mut said);
-        }
-        said
+        self.said()
+    }
+
+    /// What the child has said on stderr so far.
+    pub fn said(&self) -> String {
+        std::fs::read(&self.stderr_file)
+            .map(|said| String::from_utf8_lossy(&said).into_owned())
+            .unwrap_or_default()
     }
 
     fn stop(&mut self) {

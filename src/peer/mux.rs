@@ -2,10 +2,12 @@
 //! through OpenSSH connection multiplexing. Cedar Backup opens three connections per peer;
 //! on a LAN each handshake costs more than copying a night's files.
 //!
-//! We start the control master ourselves (`ssh -M -N`), in the foreground of a child we own,
-//! rather than with ControlPersist: a persisting master forks away holding the stderr pipe
-//! of whichever scp started it, and would outlive the run. The socket lives in a private
-//! scratch dir and goes away with the master at the end of the peer, or on error.
+//! We start the control master ourselves, in the foreground of a child we own, rather than
+//! with ControlPersist: a persisting master forks away holding the stderr pipe of whichever
+//! scp started it, and would outlive the run. Its own session is the peer's SFTP session
+//! where there is one (`ssh -M … -s host sftp`), else none (`ssh -M -N`). The socket lives
+//! in a private scratch dir and goes away with the master at the end of the peer, or on
+//! error.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,27 +18,36 @@ use crate::fsutil::ScratchDir;
 use crate::ownership::Ownership;
 use crate::process::{Background, Cmd};
 
+use super::sftp::{Sftp, SftpError};
+
 /// How long a master may take to connect and authenticate when no peer deadline is nearer.
 const CONNECT_WAIT: Duration = Duration::from_secs(45);
 
 pub(super) struct Mux {
-    /// The master first: it must die before its socket dir is removed.
+    /// A master without a session of its own (`ssh -M -N`); None when the master's session is
+    /// the peer's SFTP session, which its owner ends. Before the dir: it must die before its
+    /// socket dir is removed.
     master: Option<Background>,
     socket: PathBuf,
     _dir: ScratchDir,
 }
 
 impl Mux {
-    /// Starts a master for `destination` with the peer's rsh command. `Ok(None)` when the
-    /// master could not start for a reason that a direct connection might not share; the
-    /// caller then runs its commands unshared.
+    /// Starts a master for `destination` with the peer's rsh command. With `sftp`, the
+    /// master's own session is the peer's SFTP session (`ssh -M … -s destination sftp`),
+    /// returned beside it: one process and one session on the peer fewer than a master plus
+    /// a session over it, and the session's handshake tells when the connection is up. A
+    /// peer without an SFTP subsystem gets a plain master instead. `Ok(None)` when no master
+    /// could start for a reason that a direct connection might not share; the caller then
+    /// runs its commands unshared.
     pub fn start(
         rsh: &Cmd,
         destination: &str,
         wrap: impl Fn(Cmd) -> Result<Cmd>,
         local_user: Option<Ownership>,
         deadline: Option<Instant>,
-    ) -> Result<Option<Mux>> {
+        sftp: bool,
+    ) -> Result<Option<(Mux, Option<Sftp>)>> {
         // Unix socket paths are short (108 bytes): a dir in the temp dir, not the working dir.
         // The socket dirs of runs that were killed (their masters died with them).
         crate::fsutil::remove_debris(&std::env::temp_dir());
@@ -55,13 +66,57 @@ impl Mux {
                 })?;
         }
         let socket = dir.path().join("ssh");
+        let log = dir.path().join("master.log");
+        let started = Instant::now();
+        let until = deadline
+            .unwrap_or(started + CONNECT_WAIT)
+            .min(started + CONNECT_WAIT);
+        if sftp {
+            let session_cmd = wrap(session_command(rsh, &socket, destination))?;
+            log::info!("{session_cmd}");
+            let mut session = match Sftp::spawn(&session_cmd, &log, Some(until)) {
+                Ok(session) => session,
+                Err(err) => {
+                    log::debug!("cannot start an ssh control master: {err}");
+                    return Ok(None);
+                }
+            };
+            match session.handshake() {
+                Ok(()) => {
+                    session.set_deadline(deadline);
+                    let mux = Mux {
+                        master: None,
+                        socket,
+                        _dir: dir,
+                    };
+                    return Ok(Some((mux, Some(session))));
+                }
+                // The master listens once logged in; the session never answered.
+                Err(SftpError::TimedOut) if socket.exists() => {
+                    return Err(Error::unreachable(
+                        "timed out starting an SFTP session".to_string(),
+                    ));
+                }
+                Err(SftpError::TimedOut) => return Err(no_answer(destination, started)),
+                Err(err) => {
+                    let said = session.end();
+                    if is_connection_message(&said) {
+                        return Err(Error::unreachable(format!(
+                            "cannot connect to {destination}: {said}"
+                        )));
+                    }
+                    log::debug!(
+                        "no SFTP session with {destination} ({err}: {said}); starting a plain master"
+                    );
+                }
+            }
+        }
         let master_cmd = wrap(
             rsh.clone()
                 .args(control_options(&socket, "yes"))
                 .args(["-o", "ControlPersist=no", "-N"])
                 .arg(destination),
         )?;
-        let log = dir.path().join("master.log");
         log::info!("{master_cmd}");
         let master = match master_cmd.spawn(&log) {
             Ok(master) => master,
@@ -70,26 +125,18 @@ impl Mux {
                 return Ok(None);
             }
         };
-        let started = Instant::now();
-        let until = deadline
-            .unwrap_or(started + CONNECT_WAIT)
-            .min(started + CONNECT_WAIT);
         loop {
             if socket.exists() {
-                return Ok(Some(Mux {
+                let mux = Mux {
                     master: Some(master),
                     socket,
                     _dir: dir,
-                }));
+                };
+                return Ok(Some((mux, None)));
             }
             if master.exited() {
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
-                let last = said
-                    .lines()
-                    .map(str::trim)
-                    .rfind(|line| !line.is_empty())
-                    .unwrap_or("")
-                    .to_string();
+                let last = last_line(&said);
                 if is_connection_message(&said) {
                     return Err(Error::unreachable(format!(
                         "cannot connect to {destination}: {last}"
@@ -101,10 +148,7 @@ impl Mux {
                 return Ok(None);
             }
             if Instant::now() >= until {
-                return Err(Error::unreachable(format!(
-                    "cannot connect to {destination}: no answer within {} s",
-                    started.elapsed().as_secs()
-                )));
+                return Err(no_answer(destination, started));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -115,6 +159,29 @@ impl Mux {
     pub fn client_options(&self) -> Vec<OsString> {
         control_options(&self.socket, "no")
     }
+}
+
+/// The master whose own session is the SFTP session: `ssh -M … -s destination sftp`.
+pub(super) fn session_command(rsh: &Cmd, socket: &Path, destination: &str) -> Cmd {
+    rsh.clone()
+        .args(control_options(socket, "yes"))
+        .args(["-o", "ControlPersist=no", "-s"])
+        .arg(destination)
+        .arg("sftp")
+}
+
+fn no_answer(destination: &str, started: Instant) -> Error {
+    Error::unreachable(format!(
+        "cannot connect to {destination}: no answer within {} s",
+        started.elapsed().as_secs()
+    ))
+}
+
+fn last_line(said: &str) -> &str {
+    said.lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or("")
 }
 
 fn control_options(socket: &Path, master: &str) -> Vec<OsString> {

@@ -39,7 +39,8 @@ pub struct RemotePeer {
     protocol: OnceLock<ScpProtocol>,
     /// Whether the rcp and rsh commands are OpenSSH's and multiplexing is wanted.
     shares_connection: bool,
-    /// The SFTP session for the small steps; before `mux`, so it ends before the master.
+    /// The SFTP session for the small steps (the master's own session); before `mux`, so
+    /// that it ends before the socket dir goes.
     sftp: Mutex<SftpState>,
     /// Whether `--dry-run` has shown the SFTP session's command line.
     sftp_shown: std::sync::Once,
@@ -61,12 +62,12 @@ enum Listing {
     Running(Box<(String, Running)>),
 }
 
+/// The peer's SFTP session. Without one (not started, the peer has no SFTP subsystem,
+/// nothing is shared, or it was lost) each step runs its own rcp or rsh command.
 enum SftpState {
-    Untried,
+    NotStarted,
     Open(Sftp),
-    /// No session (the peer has no SFTP subsystem, or nothing is shared): each step runs
-    /// its own rcp or rsh command.
-    Unavailable,
+    Lost,
 }
 
 /// Options added to OpenSSH commands so that a peer that hangs or stalls cannot hold the run:
@@ -82,6 +83,13 @@ const OPENSSH_OPTIONS: [&str; 8] = [
     "-o",
     "ServerAliveCountMax=4",
 ];
+
+/// Where `--dry-run` says the control socket would be.
+fn dry_run_socket() -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("{TEMP_PREFIX}XXXXXX"))
+        .join("ssh")
+}
 
 fn is_openssh(cmd: &Cmd, name: &str) -> bool {
     Path::new(cmd.program())
@@ -138,24 +146,22 @@ impl RemotePeer {
             collect_dir,
             local_user,
             protocol: OnceLock::new(),
-            sftp: Mutex::new(SftpState::Untried),
+            sftp: Mutex::new(SftpState::NotStarted),
             sftp_shown: std::sync::Once::new(),
             mux: OnceLock::new(),
         })
     }
 
-    /// The options that route a command through the shared connection, starting it on first
-    /// use. A dry run shows where the socket would be instead of connecting.
+    /// The options that route a command through the shared connection, starting it (and
+    /// with it the SFTP session) on first use. A dry run shows where the socket would be
+    /// instead of connecting.
     fn shared(&self) -> Result<Vec<std::ffi::OsString>> {
         if !self.shares_connection {
             return Ok(Vec::new());
         }
         if self.options.dry_run {
-            let socket = std::env::temp_dir()
-                .join(format!("{TEMP_PREFIX}XXXXXX"))
-                .join("ssh");
             let mut path = std::ffi::OsString::from("ControlPath=");
-            path.push(socket);
+            path.push(dry_run_socket());
             return Ok(vec![
                 "-o".into(),
                 path,
@@ -164,20 +170,34 @@ impl RemotePeer {
             ]);
         }
         let mux = self.mux.get_or_init(|| {
-            Mux::start(
+            let started = Mux::start(
                 &super::mux::master_command(&self.rcp, &self.rsh),
                 &self.destination(),
                 |cmd| self.wrap(cmd),
                 self.local_user,
                 self.options.deadline,
+                self.wants_sftp(),
             )
-            .map_err(|err| err.for_peer(&self.config.name))
+            .map_err(|err| err.for_peer(&self.config.name))?;
+            let Some((mux, session)) = started else {
+                return Ok(None);
+            };
+            if let Some(session) = session {
+                *self.sftp_state() = SftpState::Open(session);
+            }
+            Ok(Some(mux))
         });
         match mux {
             Ok(Some(mux)) => Ok(mux.client_options()),
             Ok(None) => Ok(Vec::new()),
             Err(err) => Err(err.clone()),
         }
+    }
+
+    fn sftp_state(&self) -> std::sync::MutexGuard<'_, SftpState> {
+        self.sftp
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether the probe, the listing and the stage indicator go through one SFTP session
@@ -188,14 +208,10 @@ impl RemotePeer {
         self.shares_connection && protocol_flag(&self.rcp) != Some(ScpProtocol::Legacy)
     }
 
-    /// `ssh … -s destination sftp` over the shared connection.
-    fn sftp_command(&self) -> Result<Cmd> {
-        self.wrap(self.rsh()?.arg("-s").arg(self.destination()).arg("sftp"))
-    }
-
-    /// Runs `step` on the peer's SFTP session, starting it on first use. `Ok(None)` when
-    /// there is no session to use, or it was lost (the shared connection died): the caller
-    /// then runs its rcp or rsh command, which connects on its own if it must.
+    /// Runs `step` on the peer's SFTP session (the shared connection's own session, started
+    /// with it). `Ok(None)` when there is no session to use, or it was lost (the shared
+    /// connection died): the caller then runs its rcp or rsh command, which connects on its
+    /// own if it must.
     fn with_sftp<T>(
         &self,
         step: impl FnOnce(&mut Sftp) -> std::result::Result<T, SftpError>,
@@ -203,38 +219,14 @@ impl RemotePeer {
         if !self.wants_sftp() || self.options.dry_run {
             return Ok(None);
         }
-        let mut state = self
-            .sftp
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if matches!(*state, SftpState::Untried) {
-            *state = SftpState::Unavailable;
-            if !self.shared()?.is_empty() {
-                let cmd = self.sftp_command()?;
-                log::info!("peer {}: {cmd}", self.config.name);
-                match Sftp::start(&cmd, self.options.deadline) {
-                    Ok(sftp) => *state = SftpState::Open(sftp),
-                    Err(SftpError::TimedOut) => {
-                        return Err(Error::unreachable(format!(
-                            "peer {}: timed out starting an SFTP session",
-                            self.config.name
-                        )))
-                    }
-                    Err(err) => log::debug!(
-                        "peer {}: no SFTP session ({err}); running the rcp and rsh commands",
-                        self.config.name
-                    ),
-                }
-            }
-        }
+        self.shared()?;
+        let mut state = self.sftp_state();
         let SftpState::Open(sftp) = &mut *state else {
             return Ok(None);
         };
         match step(sftp) {
             Err(SftpError::Broken(why)) => {
-                if let SftpState::Open(sftp) =
-                    std::mem::replace(&mut *state, SftpState::Unavailable)
-                {
+                if let SftpState::Open(sftp) = std::mem::replace(&mut *state, SftpState::Lost) {
                     let said = sftp.end();
                     log::warn!(
                         "peer {}: SFTP session lost ({why}: {said}); running the rcp and rsh commands",
@@ -306,7 +298,11 @@ impl RemotePeer {
     /// `--dry-run`'s lines for a step that would go over the SFTP session.
     /// The session itself is shown once, as it is started once.
     fn print_sftp_dry_run(&self, steps: &str) -> Result<()> {
-        let session = self.sftp_command()?;
+        let session = self.wrap(super::mux::session_command(
+            &super::mux::master_command(&self.rcp, &self.rsh),
+            &dry_run_socket(),
+            &self.destination(),
+        ))?;
         self.sftp_shown.call_once(|| print_dry_run(session));
         print_dry_run(format_args!("# over the SFTP session: {steps}"));
         Ok(())
@@ -653,7 +649,7 @@ impl Drop for RemotePeer {
             .sftp
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let SftpState::Open(sftp) = std::mem::replace(state, SftpState::Unavailable) {
+        if let SftpState::Open(sftp) = std::mem::replace(state, SftpState::Lost) {
             sftp.end();
         }
     }

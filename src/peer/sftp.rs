@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::process::{Cmd, Piped};
@@ -117,32 +118,38 @@ pub(super) struct Sftp {
 }
 
 impl Sftp {
-    /// Starts `command` (an `ssh … -s destination sftp`) and does the version handshake.
-    /// An error here means the session is not available: the peer has no SFTP subsystem,
-    /// or ssh could not run. What ssh said is in the message.
-    pub fn start(command: &Cmd, deadline: Option<Instant>) -> Answer<Sftp> {
-        let child = command.spawn_piped().map_err(|err| {
+    /// Starts `command` (an `ssh … -s destination sftp`), its stderr into `stderr_file`;
+    /// `handshake` must follow. Every answer must come by `deadline`.
+    pub fn spawn(command: &Cmd, stderr_file: &Path, deadline: Option<Instant>) -> Answer<Sftp> {
+        let child = command.spawn_piped(stderr_file).map_err(|err| {
             SftpError::Broken(format!(
                 "cannot run {}: {err}",
                 command.program().to_string_lossy()
             ))
         })?;
-        let mut sftp = Sftp {
+        Ok(Sftp {
             child,
             next_id: 0,
             deadline,
-        };
+        })
+    }
+
+    /// The version exchange. An error here means the session is not available: the peer has
+    /// no SFTP subsystem, or ssh could not run or connect (what it said is in `end`).
+    pub fn handshake(&mut self) -> Answer<()> {
         let mut init = Vec::new();
         put_u32(&mut init, 3);
-        let answer = sftp.send(INIT, &init).and_then(|()| sftp.receive());
-        match answer {
-            Ok((VERSION, _)) => Ok(sftp),
-            Ok((kind, _)) => Err(SftpError::Broken(format!(
+        match self.send(INIT, &init).and_then(|()| self.receive())? {
+            (VERSION, _) => Ok(()),
+            (kind, _) => Err(SftpError::Broken(format!(
                 "answered INIT with packet type {kind}"
             ))),
-            Err(SftpError::Broken(_)) => Err(SftpError::Broken(sftp.end())),
-            Err(err) => Err(err),
         }
+    }
+
+    /// From now on every answer must come by `deadline` (the peer's, after the connect wait).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     /// Ends the session and returns what ssh said on stderr, trimmed to its last line.
