@@ -132,11 +132,13 @@ impl Fx {
     }
 
     /// Writes `<base>/wrap-<kind>/scp` running `body` and returns it as an rcp command with
-    /// the server's usual options (which the script gets as "$@").
+    /// the server's usual options (which the script gets as "$@"). A bandwidth limit too
+    /// high to matter keeps the copy with the rcp command: with options only scp knows,
+    /// peerstage does not copy over its own SFTP session, and the wrapper is what copies.
     fn wrapper_rcp(&self, kind: &str, body: &str, legacy: bool) -> String {
         let script = write_script(&self.dir(&format!("wrap-{kind}")).join("scp"), body);
         format!(
-            "{} -F {}{} -B -q -C",
+            "{} -F {}{} -B -q -C -l 100000000",
             p(&script),
             self.ssh_config(),
             if legacy { " -O" } else { "" }

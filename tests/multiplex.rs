@@ -19,6 +19,10 @@ macro_rules! sshd_or_skip {
 
 /// A TOML pool of `names` remote peers on the loopback sshd, each with two files ready.
 fn remote_pool(sshd: &Sshd, base: &Path, names: &[&str], rcp_command: &str) -> PathBuf {
+    remote_pool_with(base, names, rcp_command, &sshd.rsh_command())
+}
+
+fn remote_pool_with(base: &Path, names: &[&str], rcp_command: &str, rsh_command: &str) -> PathBuf {
     let staging = mkdir(&base.join("staging"));
     let mut toml = format!(
         "staging_dir = \"{}\"\nlock_dir = \"{}\"\nworking_dir = \"{}\"\n",
@@ -32,9 +36,8 @@ fn remote_pool(sshd: &Sshd, base: &Path, names: &[&str], rcp_command: &str) -> P
         write_file(&collect.join(format!("{name}-b.tar")), b"bb");
         write_file(&collect.join("cback.collect"), "");
         toml.push_str(&format!(
-            "[[peer]]\nname = \"{name}\"\ntype = \"remote\"\ncollect_dir = \"{}\"\nrcp_command = \"{rcp_command}\"\nrsh_command = \"{}\"\n",
+            "[[peer]]\nname = \"{name}\"\ntype = \"remote\"\ncollect_dir = \"{}\"\nrcp_command = \"{rcp_command}\"\nrsh_command = \"{rsh_command}\"\n",
             p(&collect),
-            sshd.rsh_command()
         ));
     }
     write_file(&base.join("pool.toml"), toml)
@@ -71,10 +74,10 @@ fn a_run_makes_one_ssh_login_per_remote_peer() {
     out.expect_code(0, "pool run with multiplexing");
     // check, copy, verification listing, indicator push and its check: one login a peer.
     assert_eq!(sshd.logins() - before, names.len(), "{}", out.describe());
-    // And on it two sessions: scp's copy, and one SFTP session for all the rest.
+    // And on it one session: the master's own SFTP session does all of it, the copy too.
     assert_eq!(
         sessions(SFTP_SESSION) - sftp_before,
-        2 * names.len(),
+        names.len(),
         "{}",
         out.describe()
     );
@@ -117,25 +120,60 @@ fn without_multiplexing_every_step_logs_in_again() {
 }
 
 #[test]
+fn an_rcp_option_the_session_cannot_honour_leaves_the_copy_to_scp() {
+    let sshd = sshd_or_skip!();
+    let base = tempdir();
+    // A bandwidth limit is scp's own business: it copies, over the shared connection.
+    let rcp = format!("{} -l 100000000", sshd.rcp_command());
+    let config = remote_pool(&sshd, base.path(), &["limited-a"], &rcp);
+    let tmp = mkdir(&base.path().join("tmp"));
+    let before = sshd.logins();
+    let sessions = || sshd.log().matches(SFTP_SESSION).count();
+    let sftp_before = sessions();
+    let out = run_pool(&config, &tmp, &[]);
+    out.expect_code(0, "pool run with scp -l");
+    assert_eq!(sshd.logins() - before, 1, "{}", out.describe());
+    assert_eq!(sessions() - sftp_before, 2, "{}", out.describe());
+    assert_eq!(
+        staged(base.path(), "limited-a"),
+        ["cback.collect", "limited-a-a.tar", "limited-a-b.tar"]
+    );
+}
+
+#[test]
 fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
     let sshd = sshd_or_skip!();
     let base = tempdir();
-    // An rcp command that first shuts the peer's control master down, as a dropped link
-    // would: the copy must still happen, over a connection of its own.
-    // Named scp, or it would not count as OpenSSH's and no connection would be shared.
+    // An rsh command whose control master (the one started with -s, for the SFTP session)
+    // is cut off 20,000 bytes into its answers, in the middle of the copy, as a dropped link
+    // would cut it. The copy must still happen, with scp over a connection of its own.
+    // Named ssh, or it would not count as OpenSSH's and no connection would be shared.
     let wrapper = write_script(
-        &mkdir(&base.path().join("kill-master")).join("scp"),
-        r#"for arg in "$@"; do
-  case "$arg" in ControlPath=*) /usr/bin/ssh -o "$arg" -O exit peer >/dev/null 2>&1 ;; esac
-done
-exec /usr/bin/scp "$@""#,
+        &mkdir(&base.path().join("cut-master")).join("ssh"),
+        r#"case " $* " in
+  *" -s "*)
+    fifo="$(dirname "$0")/answers"; rm -f "$fifo"; mkfifo "$fifo"
+    # A command put in the background reads /dev/null unless told otherwise.
+    exec 3<&0
+    /usr/bin/ssh "$@" <&3 > "$fifo" &
+    dd bs=1 count=20000 < "$fifo" 2>/dev/null
+    kill $!; exit 1 ;;
+esac
+exec /usr/bin/ssh "$@""#,
     );
-    let rcp = sshd.rcp_command().replacen("/usr/bin/scp", &p(&wrapper), 1);
-    let config = remote_pool(&sshd, base.path(), &["dies-a"], &rcp);
+    let rsh = sshd.rsh_command().replacen("/usr/bin/ssh", &p(&wrapper), 1);
+    let config = remote_pool_with(base.path(), &["dies-a"], &sshd.rcp_command(), &rsh);
     let tmp = mkdir(&base.path().join("tmp"));
     let out = run_pool(&config, &tmp, &[]);
     out.expect_code(0, "pool run whose shared connection dies");
-    assert!(staged(base.path(), "dies-a").contains(&"dies-a-b.tar".to_string()));
+    assert_eq!(
+        staged(base.path(), "dies-a"),
+        ["cback.collect", "dies-a-a.tar", "dies-a-b.tar"],
+        "{}",
+        out.describe()
+    );
+    let staged_a = base.path().join("staging/2026/11/21/dies-a/dies-a-a.tar");
+    assert_eq!(std::fs::read(staged_a).expect("staged"), vec![b'a'; 70_000]);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
     assert_eq!(report["peers"][0]["verified"], "size", "{}", out.describe());
     assert!(base.path().join("collect/dies-a/cback.stage").is_file());

@@ -540,22 +540,38 @@ fn action_failure_exits_1() {
 }
 
 #[test]
-fn dry_run_stage_prints_scp_and_changes_nothing() {
+fn dry_run_stage_prints_the_copy_and_changes_nothing() {
     let r = remote_or_skip!();
     write_samples(&r.collect);
-    let out = r.stage(&["--dry-run"]);
-    out.expect_code(0, "dry-run stage");
-    let all = out.combined();
-    assert!(
-        all.contains(SCP) && all.contains(&p(&r.collect)),
-        "dry run does not show the scp command line\n{}",
-        out.describe()
-    );
-    assert!(list_dir(&r.target).is_empty(), "dry run staged files");
-    assert!(
-        list_dir(&r.work).is_empty(),
-        "dry run wrote to the working dir"
-    );
+    // Multiplexed, the copy goes over the master's SFTP session; without, scp does it.
+    for (extra, shows) in [
+        (None, "copy every regular file in it"),
+        (Some("--no-multiplex"), SCP),
+    ] {
+        let mut opts = vec!["--dry-run"];
+        opts.extend(extra);
+        let out = r.stage(&opts);
+        let what = format!("dry-run stage {opts:?}");
+        out.expect_code(0, &what);
+        let all = out.combined();
+        assert!(
+            all.contains(shows) && all.contains(&p(&r.collect)),
+            "{what}: does not show the copy ({shows})\n{}",
+            out.describe()
+        );
+        if extra.is_none() {
+            assert!(
+                all.contains(" sftp\n") && all.contains("ControlMaster=yes"),
+                "{what}: does not show the SFTP session\n{}",
+                out.describe()
+            );
+        }
+        assert!(list_dir(&r.target).is_empty(), "{what}: staged files");
+        assert!(
+            list_dir(&r.work).is_empty(),
+            "{what}: wrote to the working dir"
+        );
+    }
 }
 
 /// Root running as `--local-user`: scp runs as that user through `su`. The target and working

@@ -1375,16 +1375,21 @@ fn dry_run_changes_nothing_and_prints_the_commands() {
             logins,
             "{what}: a dry run logged in to the peer"
         );
-        // The copy itself: `scp ... remote-peer:<collect dir>/* <target>`, and `cp` lines.
-        let pull = format!("remote-peer:{}/*", p(&remote));
-        let scp_line = out.stdout.lines().any(|line| {
-            line.starts_with("/usr/bin/scp")
+        // The copy itself: over the SFTP session of the peer's ssh master
+        // (`ssh ... -s remote-peer sftp`, then the step), and `cp` lines.
+        let session_line = out.stdout.lines().any(|line| {
+            line.starts_with("/usr/bin/ssh")
                 && line.contains(&p(&sshd.ssh_config))
-                && line.contains(&pull)
+                && line.ends_with(" -s remote-peer sftp")
         });
+        let copy_line = format!(
+            "# over the SFTP session: list {} and copy every regular file in it",
+            p(&remote)
+        );
         assert!(
-            scp_line,
-            "{what}: no scp command line pulling {pull}\n{}",
+            session_line && out.stdout.contains(&copy_line),
+            "{what}: no SFTP session copying {}\n{}",
+            p(&remote),
             out.describe()
         );
         let cp_line = out.stdout.lines().any(|line| {

@@ -259,6 +259,17 @@ pub(super) fn same_connection(rcp: &Cmd, rsh: &Cmd) -> bool {
     }
 }
 
+/// Every flag of an scp command line (connection options included); None when its words
+/// cannot be read as options.
+pub(super) fn scp_flags(rcp: &Cmd) -> Option<Vec<char>> {
+    Some(
+        connection_options(rcp, SCP_VALUE_FLAGS, Some)?
+            .into_iter()
+            .map(|(flag, _)| flag)
+            .collect(),
+    )
+}
+
 /// The options of a command line that decide where and how it connects, normalised and
 /// sorted; None when the words cannot be read as options (then nothing is assumed).
 fn connection_options(

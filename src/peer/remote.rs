@@ -14,14 +14,18 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, Result};
-use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir, TEMP_PREFIX};
+use crate::fsutil::{
+    is_plain_file_name, open_nofollow, remove_debris, DirFd, ScratchDir, TEMP_PREFIX,
+};
 use crate::ownership::{Ownership, Perms};
 use crate::process::{remote_command_line, Cmd, Finished, Running};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use super::local::write_cause;
 use super::mux::Mux;
-use super::sftp::{Kind, Sftp, SftpError, FX_NO_SUCH_FILE};
+use super::sftp::{Attrs, Kind, Sftp, SftpError, FX_NO_SUCH_FILE};
 use super::{
     check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
     PeerOptions, StageReport, Verify,
@@ -54,6 +58,44 @@ enum Listed {
     Files(HashMap<OsString, (u64, Vec<u8>)>),
     /// The peer could not list it; the reason goes into the report.
     Skipped(String),
+}
+
+/// What a copy brought into the incoming dir, and what to check it against.
+struct Copied {
+    listing: Option<Listing>,
+    /// Entries of the collect dir that were not copied, each with why.
+    skipped: Vec<String>,
+    /// Why no file arrived, should none have.
+    none_arrived: String,
+}
+
+/// The collect dir as scp's `*` sees it, read over SFTP.
+#[derive(Default)]
+struct Entries {
+    /// Regular files, and symlinks to them (with their target's attributes).
+    files: Vec<(Vec<u8>, Attrs)>,
+    /// Directories and other entries scp does not copy.
+    skipped: Vec<String>,
+    /// Symlinks to nothing: scp fails on them.
+    dangling: Vec<Vec<u8>>,
+    /// Whether the dir held anything at all.
+    any: bool,
+}
+
+impl Entries {
+    fn listed(&self) -> Listed {
+        Listed::Files(
+            self.files
+                .iter()
+                .map(|(name, attrs)| {
+                    (
+                        OsString::from_vec(name.clone()),
+                        (attrs.size.unwrap_or(0), Vec::new()),
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The peer's listing during a copy: already read over SFTP, or a command still running.
@@ -235,6 +277,13 @@ impl RemotePeer {
                 }
                 Ok(None)
             }
+            Err(SftpError::TimedOut) => {
+                // Answers may still be on their way: the session cannot be trusted again.
+                if let SftpState::Open(sftp) = std::mem::replace(&mut *state, SftpState::Lost) {
+                    sftp.end();
+                }
+                Ok(Some(Err(SftpError::TimedOut)))
+            }
             answer => Ok(Some(answer)),
         }
     }
@@ -257,42 +306,227 @@ impl RemotePeer {
         path
     }
 
-    /// Lists the collect dir over SFTP the way scp's `*` sees it: every non-hidden entry
-    /// that is (or links to) a regular file, with its size.
-    fn sftp_listing(&self, sftp: &mut Sftp) -> std::result::Result<Listed, SftpError> {
-        let no_size = || SftpError::Broken("a file listed without its size".to_string());
-        let mut files = HashMap::new();
+    /// Reads the collect dir over SFTP the way scp's `*` sees it: every non-hidden entry,
+    /// symlinks followed.
+    fn sftp_entries(&self, sftp: &mut Sftp) -> std::result::Result<Entries, SftpError> {
+        let mut entries = Entries::default();
         let mut links = Vec::new();
         sftp.read_dir(self.collect_dir.as_bytes(), |name, attrs| {
             if name.starts_with(b".") {
                 return Ok(());
             }
+            entries.any = true;
             match attrs.kind() {
-                Kind::File => {
-                    let size = attrs.size.ok_or_else(no_size)?;
-                    files.insert(OsString::from_vec(name.to_vec()), (size, Vec::new()));
-                }
+                Kind::File => entries.files.push((name.to_vec(), attrs)),
                 Kind::Symlink | Kind::Unknown => links.push(name.to_vec()),
-                _ => {}
+                Kind::Dir | Kind::Other => entries.skipped.push(self.not_regular(name)),
             }
             Ok(())
         })?;
         for name in links {
             match sftp.stat(&self.sftp_path(&name)) {
-                Ok(attrs) if attrs.kind() == Kind::File => {
-                    let size = attrs.size.ok_or_else(no_size)?;
-                    files.insert(OsString::from_vec(name), (size, Vec::new()));
-                }
-                // A dangling link: scp's glob finds it, but nothing can be copied.
-                Ok(_)
-                | Err(SftpError::Status {
+                Ok(attrs) if attrs.kind() == Kind::File => entries.files.push((name, attrs)),
+                Ok(_) => entries.skipped.push(self.not_regular(&name)),
+                Err(SftpError::Status {
                     code: FX_NO_SUCH_FILE,
                     ..
-                }) => {}
+                }) => entries.dangling.push(name),
                 Err(err) => return Err(err),
             }
         }
-        Ok(Listed::Files(files))
+        Ok(entries)
+    }
+
+    /// A skipped entry as the report shows it, in scp's words.
+    fn not_regular(&self, name: &[u8]) -> String {
+        format!(
+            "{}/{}: not a regular file",
+            self.collect_dir,
+            String::from_utf8_lossy(name)
+        )
+    }
+
+    /// Lists the collect dir over SFTP the way scp's `*` sees it: every non-hidden entry
+    /// that is (or links to) a regular file, with its size.
+    fn sftp_listing(&self, sftp: &mut Sftp) -> std::result::Result<Listed, SftpError> {
+        Ok(self.sftp_entries(sftp)?.listed())
+    }
+
+    /// Whether the copy itself goes over the SFTP session, and if so whether it keeps the
+    /// files' times and modes (`scp -p`). Only when the rcp command is OpenSSH's scp in its
+    /// SFTP mode with no option but those that say how to connect (the master's already),
+    /// -B, -q, -C, -p, -s or -T: then the session does what scp would do, without an scp and
+    /// a session of its own. Anything else (a bandwidth limit, -r, -v, -S, -3...) is left to
+    /// scp itself.
+    fn copy_preserves(&self) -> Option<bool> {
+        if !self.wants_sftp() {
+            return None;
+        }
+        let flags = super::mux::scp_flags(&self.rcp)?;
+        flags
+            .iter()
+            .all(|&flag| "BqCpsT46FioJPc".contains(flag))
+            .then(|| flags.contains(&'p'))
+    }
+
+    /// Copies the collect dir into `incoming` over the SFTP session. `Ok(None)` when the
+    /// session is not used or was lost: then scp does the copy.
+    fn copy_over_sftp(&self, incoming: &Path, source: &str) -> Result<Option<Copied>> {
+        let Some(preserve) = self.copy_preserves() else {
+            return Ok(None);
+        };
+        // sha256 needs the peer to hash its files: a command, run while the files travel.
+        let hashing = match self.options.verify {
+            Verify::Sha256 => Some(self.start(&self.listing_command()?)?),
+            _ => None,
+        };
+        let copied = self.with_sftp(|sftp| {
+            log::info!(
+                "peer {}: sftp: copy {}/* into {}",
+                self.config.name,
+                self.collect_dir,
+                incoming.display()
+            );
+            self.sftp_copy(sftp, incoming, source, preserve)
+        })?;
+        let mut copied = match copied {
+            None => return Ok(None),
+            Some(Ok(copied)) => copied?,
+            Some(Err(SftpError::Status {
+                code: FX_NO_SUCH_FILE,
+                ..
+            })) => {
+                return Err(Error::failed(format!(
+                    "peer {}: collect dir {}: missing or empty (nothing to stage)",
+                    self.config.name, self.collect_dir
+                )))
+            }
+            Some(Err(err)) => {
+                return Err(
+                    self.sftp_error(&format!("copy from {source} failed; nothing staged"), err)
+                )
+            }
+        };
+        match (self.options.verify, hashing) {
+            (Verify::None, _) => copied.listing = None,
+            (_, Some(running)) => copied.listing = Some(Listing::Running(Box::new(running))),
+            _ => {}
+        }
+        Ok(Some(copied))
+    }
+
+    /// The copy over SFTP: what scp does in its SFTP mode (list, then for each regular file:
+    /// open, read, close), each file created with its source's mode less the umask, as scp
+    /// creates it. The outer error is the session's; the inner one stops the stage.
+    fn sftp_copy(
+        &self,
+        sftp: &mut Sftp,
+        incoming: &Path,
+        source: &str,
+        preserve: bool,
+    ) -> std::result::Result<Result<Copied>, SftpError> {
+        let entries = self.sftp_entries(sftp)?;
+        if !entries.any {
+            return Ok(Err(Error::failed(format!(
+                "peer {}: collect dir {}: missing or empty (nothing to stage)",
+                self.config.name, self.collect_dir
+            ))));
+        }
+        if let Some(name) = entries.dangling.first() {
+            return Ok(Err(Error::failed(format!(
+                "peer {}: copy from {source} failed; nothing staged: {}: No such file or directory",
+                self.config.name,
+                String::from_utf8_lossy(&self.sftp_path(name))
+            ))));
+        }
+        let into = match DirFd::open_nofollow(incoming) {
+            Ok(dir) => dir,
+            Err(err) => return Ok(Err(self.io_error(incoming, &err))),
+        };
+        for (name, attrs) in &entries.files {
+            let local_name = std::ffi::OsStr::from_bytes(name);
+            let local = incoming.join(local_name);
+            if !is_plain_file_name(local_name) {
+                return Ok(Err(Error::failed(format!(
+                    "peer {}: the peer listed {:?}, which is not a plain file name; nothing staged",
+                    self.config.name, local_name
+                ))));
+            }
+            let mode = attrs.permissions.map_or(0o666, |mode| mode & 0o777);
+            let file = match into.create_file(local_name, mode) {
+                Ok(file) => file,
+                Err(err) => return Ok(Err(self.write_error(&local, &err))),
+            };
+            if let Some(owner) = self.local_user {
+                // As if the local user's scp had written it.
+                if let Err(err) = owner.apply(&file) {
+                    return Ok(Err(self.io_error(&local, &err)));
+                }
+            }
+            let path = self.sftp_path(name);
+            let handle = match sftp.open_read(&path) {
+                Ok(handle) => handle,
+                Err(SftpError::Status { code, message }) => {
+                    return Ok(Err(Error::failed(format!(
+                        "peer {}: copy from {source} failed; nothing staged: {}: {}",
+                        self.config.name,
+                        String::from_utf8_lossy(&path),
+                        SftpError::Status { code, message }
+                    ))))
+                }
+                Err(err) => return Err(err),
+            };
+            let read = sftp.read_file(&handle, attrs.size.unwrap_or(0), |offset, data| {
+                file.write_all_at(data, offset)
+            });
+            let closed = sftp.close_handle(&handle);
+            match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Ok(Err(self.write_error(&local, &err))),
+                Err(SftpError::Status { code, message }) => {
+                    return Ok(Err(Error::failed(format!(
+                        "peer {}: copy from {source} failed; nothing staged: {}: {}",
+                        self.config.name,
+                        String::from_utf8_lossy(&path),
+                        SftpError::Status { code, message }
+                    ))))
+                }
+                Err(err) => return Err(err),
+            }
+            closed?;
+            if preserve {
+                let kept = file
+                    .set_permissions(fs::Permissions::from_mode(mode))
+                    .and_then(|()| match attrs.times {
+                        Some((atime, mtime)) => filetime::set_file_handle_times(
+                            &file,
+                            Some(filetime::FileTime::from_unix_time(atime.into(), 0)),
+                            Some(filetime::FileTime::from_unix_time(mtime.into(), 0)),
+                        ),
+                        None => Ok(()),
+                    });
+                if let Err(err) = kept {
+                    return Ok(Err(self.io_error(&local, &err)));
+                }
+            }
+        }
+        let none_arrived = format!("no regular file in collect dir {}", self.collect_dir);
+        let skipped = entries.skipped.clone();
+        Ok(Ok(Copied {
+            listing: Some(Listing::Done(entries.listed())),
+            skipped,
+            none_arrived,
+        }))
+    }
+
+    /// A failed write into the target dir's file system, said as the disk full it often is.
+    fn write_error(&self, path: &Path, err: &std::io::Error) -> Error {
+        Error::failed(format!(
+            "peer {}: {}: {}; nothing staged",
+            self.config.name,
+            path.display(),
+            write_cause(err)
+        ))
     }
 
     /// `--dry-run`'s lines for a step that would go over the SFTP session.
@@ -578,6 +812,79 @@ impl RemotePeer {
         )))
     }
 
+    /// Pulls `dir/*` with the rcp command into `incoming`. What scp said decides, with the
+    /// files that arrived; its exit status alone is not trusted.
+    fn copy_with_rcp(&self, incoming: &Path, target_dir: &Path, source: &str) -> Result<Copied> {
+        let cmd = self.wrap(self.rcp()?.arg(source).arg(incoming))?;
+        // The peer's listing is taken while the files travel: the collect dir is complete
+        // (its indicator is there), so listing it before or during the copy is the same.
+        let copying = self.start(&cmd)?;
+        let listing = match self.options.verify {
+            Verify::None => None,
+            verify => {
+                let over_sftp = match verify {
+                    Verify::Size => self.with_sftp(|sftp| {
+                        log::info!("peer {}: sftp: list {}", self.config.name, self.collect_dir);
+                        self.sftp_listing(sftp)
+                    })?,
+                    _ => None,
+                };
+                Some(match over_sftp {
+                    Some(listed) => Listing::Done(listed.map_err(|err| {
+                        self.sftp_error(
+                            &format!("cannot list collect dir {} to verify", self.collect_dir),
+                            err,
+                        )
+                    })?),
+                    None => Listing::Running(Box::new(self.start(&self.listing_command()?)?)),
+                })
+            }
+        };
+        let finished = self.finish(copying)?;
+        let skipped: Vec<String> = finished
+            .stderr_lines()
+            .filter(|line| is_skip_line(line))
+            .map(|line| skip_entry(line).to_string())
+            .collect();
+        let errors = finished
+            .stderr_lines()
+            .filter(|line| !is_skip_line(line))
+            .count();
+        let copy_failed = errors > 0 || (!finished.success() && skipped.is_empty());
+        if copy_failed {
+            if finished
+                .stderr_lines()
+                .any(|line| line.contains("No space left on device"))
+            {
+                return Err(Error::failed(format!(
+                    "peer {}: target dir {}: no space left on device (disk full); nothing staged",
+                    self.config.name,
+                    target_dir.display()
+                )));
+            }
+            let arrived = fs::read_dir(incoming).map(|dir| dir.count()).unwrap_or(0);
+            if arrived == 0 && finished.stderr_lines().any(is_missing_line) {
+                return Err(Error::failed(format!(
+                    "peer {}: collect dir {}: missing or empty (nothing to stage)",
+                    self.config.name, self.collect_dir
+                )));
+            }
+            return Err(self.failure(
+                &format!("copy from {source} failed; nothing staged"),
+                &finished,
+            ));
+        }
+        Ok(Copied {
+            listing,
+            skipped,
+            none_arrived: format!(
+                "{} exited {} but no file arrived from {source}",
+                self.rcp.program().to_string_lossy(),
+                finished.code()
+            ),
+        })
+    }
+
     /// Remote commands need an account that runs them: an sftp-only one (ForceCommand
     /// internal-sftp) answers every command with a refusal, which must not pass for success.
     fn require_remote_commands(&self) -> Result<()> {
@@ -665,14 +972,25 @@ impl Peer for RemotePeer {
         let source = self.remote_path(&format!("{}/*", escape_glob(&self.collect_dir)));
         if self.options.dry_run {
             let incoming = target_dir.join(format!("{TEMP_PREFIX}{}-XXXXXX", std::process::id()));
-            print_dry_run(self.wrap(self.rcp()?.arg(&source).arg(&incoming))?);
-            if self.options.verify == Verify::Size && self.wants_sftp() {
+            if self.copy_preserves().is_some() {
                 self.print_sftp_dry_run(&format!(
-                    "list {} (names and sizes) to verify",
-                    self.collect_dir
+                    "list {} and copy every regular file in it into {}",
+                    self.collect_dir,
+                    incoming.display()
                 ))?;
-            } else if self.options.verify != Verify::None {
-                print_dry_run(self.listing_command()?);
+                if self.options.verify == Verify::Sha256 {
+                    print_dry_run(self.listing_command()?);
+                }
+            } else {
+                print_dry_run(self.wrap(self.rcp()?.arg(&source).arg(&incoming))?);
+                if self.options.verify == Verify::Size && self.wants_sftp() {
+                    self.print_sftp_dry_run(&format!(
+                        "list {} (names and sizes) to verify",
+                        self.collect_dir
+                    ))?;
+                } else if self.options.verify != Verify::None {
+                    print_dry_run(self.listing_command()?);
+                }
             }
             print_dry_run(format_args!(
                 "# then each file that arrived in {} is given its owner and mode, checked, and renamed into {}",
@@ -684,68 +1002,20 @@ impl Peer for RemotePeer {
         remove_debris(target_dir);
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
-        let incoming = self.scratch_dir(target_dir)?;
-        let cmd = self.wrap(self.rcp()?.arg(&source).arg(incoming.path()))?;
-        // The peer's listing is taken while the files travel: the collect dir is complete
-        // (its indicator is there), so listing it before or during the copy is the same.
-        let copying = self.start(&cmd)?;
-        let listing = match self.options.verify {
-            Verify::None => None,
-            verify => {
-                let over_sftp = match verify {
-                    Verify::Size => self.with_sftp(|sftp| {
-                        log::info!("peer {}: sftp: list {}", self.config.name, self.collect_dir);
-                        self.sftp_listing(sftp)
-                    })?,
-                    _ => None,
-                };
-                Some(match over_sftp {
-                    Some(listed) => Listing::Done(listed.map_err(|err| {
-                        self.sftp_error(
-                            &format!("cannot list collect dir {} to verify", self.collect_dir),
-                            err,
-                        )
-                    })?),
-                    None => Listing::Running(Box::new(self.start(&self.listing_command()?)?)),
-                })
+        let mut incoming = self.scratch_dir(target_dir)?;
+        let copied = match self.copy_over_sftp(incoming.path(), &source)? {
+            Some(copied) => copied,
+            None => {
+                // No session, or it was lost mid-copy: scp starts again in a clean dir.
+                incoming = self.scratch_dir(target_dir)?;
+                self.copy_with_rcp(incoming.path(), target_dir, &source)?
             }
         };
-        let finished = self.finish(copying)?;
         let mut report = StageReport::default();
-        for line in finished.stderr_lines().filter(|line| is_skip_line(line)) {
-            log::warn!("peer {}: skipped {}", self.config.name, skip_entry(line));
-            report.skipped.push(skip_entry(line).to_string());
+        for entry in &copied.skipped {
+            log::warn!("peer {}: skipped {entry}", self.config.name);
         }
-        let errors = finished
-            .stderr_lines()
-            .filter(|line| !is_skip_line(line))
-            .count();
-        let copy_failed = errors > 0 || (!finished.success() && report.skipped.is_empty());
-        if copy_failed {
-            if finished
-                .stderr_lines()
-                .any(|line| line.contains("No space left on device"))
-            {
-                return Err(Error::failed(format!(
-                    "peer {}: target dir {}: no space left on device (disk full); nothing staged",
-                    self.config.name,
-                    target_dir.display()
-                )));
-            }
-            let arrived = fs::read_dir(incoming.path())
-                .map(|dir| dir.count())
-                .unwrap_or(0);
-            if arrived == 0 && finished.stderr_lines().any(is_missing_line) {
-                return Err(Error::failed(format!(
-                    "peer {}: collect dir {}: missing or empty (nothing to stage)",
-                    self.config.name, self.collect_dir
-                )));
-            }
-            return Err(self.failure(
-                &format!("copy from {source} failed; nothing staged"),
-                &finished,
-            ));
-        }
+        report.skipped = copied.skipped;
         // Every arrival gets its final owner and mode while still private.
         for entry in
             fs::read_dir(incoming.path()).map_err(|err| self.io_error(incoming.path(), &err))?
@@ -777,13 +1047,11 @@ impl Peer for RemotePeer {
         }
         if report.files == 0 {
             return Err(Error::failed(format!(
-                "peer {}: {} exited {} but no file arrived from {source}; nothing staged",
-                self.config.name,
-                self.rcp.program().to_string_lossy(),
-                finished.code()
+                "peer {}: {}; nothing staged",
+                self.config.name, copied.none_arrived
             )));
         }
-        let listed = match listing {
+        let listed = match copied.listing {
             Some(Listing::Done(listed)) => Some(listed),
             Some(Listing::Running(running)) => Some(self.parse_listing(self.finish(*running)?)?),
             None => None,
