@@ -51,8 +51,8 @@ pub struct Cli {
     pub verify: Option<String>,
 
     /// Open a new ssh connection for each command instead of sharing one per remote peer, and
-    /// run the rcp/rsh command for the indicator probe and push and the size listing instead
-    /// of SFTP requests
+    /// run the rcp/rsh command for the indicator probe and push, the copy and the size
+    /// listing instead of SFTP requests
     #[arg(long, global = true)]
     pub no_multiplex: bool,
 

@@ -223,11 +223,15 @@ status is never trusted alone: the files that really arrived decide.
 .PP
 Each remote peer gets one ssh connection, an OpenSSH control master that peerstage starts and
 stops itself, shared by everything done for that peer. When the rcp and rsh commands are
-OpenSSH's \fBscp\fR and \fBssh\fR, the collect indicator probe, the listing for the size check
-and the stage indicator (written, then looked at again) are SFTP requests on one
-\fBssh \-s\fR \fIpeer\fR \fBsftp\fR session over that connection: the protocol scp itself
-speaks, so an sftp\-only account works. With \fB\-\-no\-multiplex\fR, or \fB\-O\fR in the rcp
-command, every step runs the rcp or rsh command instead, as Cedar Backup does.
+OpenSSH's \fBscp\fR and \fBssh\fR, the master's own session is an SFTP session
+(\fBssh \-M\fR ... \fB\-s\fR \fIpeer\fR \fBsftp\fR), and the collect indicator probe, the
+listing for the size check, the copy and the stage indicator (written, then looked at again)
+are SFTP requests on it: the requests scp itself sends in its default SFTP mode, so an
+sftp\-only account works, and files arrive with the modes (and with \fBscp \-p\fR the times)
+scp would give them. The copy is left to scp itself when the rcp command has an option other
+than \fB\-B\fR, \fB\-q\fR, \fB\-C\fR, \fB\-p\fR, \fB\-s\fR, \fB\-T\fR and those that say how to
+connect (a bandwidth limit, say). With \fB\-\-no\-multiplex\fR, or \fB\-O\fR in the rcp command,
+every step runs the rcp or rsh command instead, as Cedar Backup does.
 .PP
 A staged file appears under its final name only when it is complete, with its owner and mode
 already set: it is written to a private temporary file or directory inside the target directory

@@ -214,20 +214,6 @@ fn q(text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/// Incompressible bytes (xorshift64*), so that `scp -C` is slow enough to be cut mid-file.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 type Files = BTreeMap<OsString, Vec<u8>>;
 
 /// Writes the files into `dir` and returns them.

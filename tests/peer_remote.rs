@@ -140,6 +140,101 @@ fn stage_pulls_regular_files() {
     );
 }
 
+/// Multiplexed, peerstage copies over its SFTP session what scp would copy; the files must
+/// come out as scp makes them: the same bytes (a file of many reads, an empty one), the
+/// same modes (the source's less the umask), fresh times, and with `scp -p` the source's
+/// modes and times.
+#[test]
+fn the_copy_over_sftp_gives_what_scp_gives() {
+    let r = remote_or_skip!();
+    let big = random_bytes((3 << 20) + 4321, 7);
+    let files: [(&str, &[u8], u32); 4] = [
+        ("big.tar", &big, 0o640),
+        ("empty.tar", b"", 0o600),
+        ("script.sh", b"#!/bin/sh\n", 0o775),
+        ("open.txt", b"all may write\n", 0o666),
+    ];
+    let old = filetime_of_2001();
+    for (name, data, mode) in files {
+        let path = write_file(&r.collect.join(name), data);
+        set_mode(&path, mode);
+        set_times(&path, old);
+    }
+    for preserve in [false, true] {
+        let rcp = format!(
+            "{}{}",
+            r.sshd.rcp_command(),
+            if preserve { " -p" } else { "" }
+        );
+        let mut staged = Vec::new();
+        for mode in ["multiplexed", "--no-multiplex"] {
+            let target = mkdir(&r.base().join(format!("into-{preserve}-{mode}")));
+            let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&target)];
+            if mode != "multiplexed" {
+                args.push(mode.into());
+            }
+            args.extend(r.peer_args_with("--rcp-command", &rcp));
+            let what = format!("stage ({mode}, rcp {rcp})");
+            let sessions = || r.sshd.log().matches("subsystem 'sftp'").count();
+            let before = sessions();
+            ps(&args).expect_code(0, &what);
+            if mode == "multiplexed" {
+                // One session for everything: the copy did go over it, not through scp.
+                assert_eq!(sessions() - before, 1, "{what}: SFTP sessions");
+            }
+            for (name, data, source_mode) in files {
+                let path = target.join(name);
+                assert_eq!(&fs::read(&path).unwrap()[..], data, "{what}: {name}");
+                let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+                if preserve {
+                    assert_eq!(mode_of(&path), source_mode, "{what}: mode of {name}");
+                    assert_eq!(mtime, old, "{what}: time of {name}");
+                } else {
+                    assert_ne!(mtime, old, "{what}: time of {name}");
+                }
+            }
+            staged.push(
+                files
+                    .iter()
+                    .map(|(name, ..)| mode_of(&target.join(name)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(
+            staged[0], staged[1],
+            "modes over SFTP and with scp (-p: {preserve})"
+        );
+    }
+}
+
+fn filetime_of_2001() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000)
+}
+
+fn set_times(path: &Path, time: std::time::SystemTime) {
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_times(fs::FileTimes::new().set_accessed(time).set_modified(time))
+        .unwrap();
+}
+
+/// scp fails on a symlink to nothing; so does the copy over SFTP (which names it, where
+/// scp says only "stat remote"), and nothing is staged.
+#[test]
+fn a_dangling_symlink_fails_the_copy_both_ways() {
+    let r = remote_or_skip!();
+    write_samples(&r.collect);
+    symlink(r.base().join("nowhere"), r.collect.join("dangling.tar")).unwrap();
+    for (extra, names) in [(&[][..], "dangling.tar"), (&["--no-multiplex"][..], "")] {
+        let out = r.stage(extra);
+        let what = format!("stage {extra:?} with a dangling symlink");
+        out.expect_code(1, &what)
+            .expect_one_error_line(&what)
+            .expect_stderr_contains("No such file or directory", &what)
+            .expect_stderr_contains(names, &what);
+        assert!(list_dir(&r.target).is_empty(), "{what}: staged something");
+    }
+}
+
 #[test]
 fn stage_with_odd_names_and_a_collect_dir_with_spaces() {
     let r = remote_or_skip!();

@@ -1,5 +1,7 @@
 //! A peer on another host, pulled with an rcp-compatible command (scp) and driven with an
-//! rsh-compatible one (ssh).
+//! rsh-compatible one (ssh). When both are OpenSSH's and share one connection, the steps
+//! scp would do (probe, copy, push) are SFTP requests on the connection's own session
+//! instead (see `sftp`), unless the rcp command asks for something only scp can do.
 //!
 //! The rcp command's exit status is never trusted alone: some scp builds exit 0 after failing,
 //! and modern scp exits 1 when the collect dir merely holds a subdirectory. What decides is the

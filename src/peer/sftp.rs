@@ -1,13 +1,14 @@
-//! The few SFTP requests a remote peer needs besides the copy itself (probe the collect
-//! indicator, list the collect dir, write and re-read the stage indicator), sent over one
-//! `ssh -s … sftp` session on the peer's shared connection. OpenSSH's scp speaks the same
-//! protocol (its default since 9.0), so an sftp-only account allows it; but where scp and
-//! ssh are separate processes, with a session and a shell on the peer for every step, this
-//! is one process and one session for the whole peer.
+//! The SFTP requests a remote peer needs (probe the collect indicator, list the collect dir,
+//! copy its files, write and re-read the stage indicator), sent on the session of the peer's
+//! ssh control master (`ssh -M … -s host sftp`). OpenSSH's scp sends the same requests (SFTP
+//! is its default protocol since 9.0), so an sftp-only account allows them; but where scp
+//! and ssh are separate processes, with a session on the peer for every step, this is one
+//! process and one session for the whole peer.
 //!
 //! SFTP version 3 (draft-ietf-secsh-filexfer-02), which every OpenSSH server speaks. Packets
 //! are `uint32 length, byte type, payload`; every request carries an id that its answer
-//! repeats. Requests are sent one at a time.
+//! repeats. Requests are sent one at a time, except the reads of a file, which are many in
+//! flight at once.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -694,6 +695,106 @@ mod tests {
         name.extend_from_slice(b"abc");
         assert!(matches!(
             Reader::new(&name).bytes(),
+            Err(SftpError::Broken(_))
+        ));
+    }
+
+    fn answer(kind: u8, id: u32, body: &[u8]) -> Vec<u8> {
+        let mut packet = Vec::new();
+        put_u32(&mut packet, u32::try_from(body.len() + 5).unwrap());
+        packet.push(kind);
+        put_u32(&mut packet, id);
+        packet.extend_from_slice(body);
+        packet
+    }
+
+    fn data(bytes: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, bytes);
+        body
+    }
+
+    fn status_body(code: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_u32(&mut body, code);
+        put_bytes(&mut body, b"");
+        put_bytes(&mut body, b"");
+        body
+    }
+
+    /// A session whose server says `answers` whatever it is asked (the ids of our requests
+    /// are 1, 2, 3...), and reads and drops the requests.
+    fn scripted(dir: &Path, answers: &[Vec<u8>]) -> Sftp {
+        let script = dir.join("answers");
+        std::fs::write(&script, answers.concat()).unwrap();
+        let cmd = Cmd::new("sh")
+            .arg("-c")
+            .arg("cat \"$0\"; exec cat >/dev/null")
+            .arg(&script);
+        Sftp::spawn(&cmd, &dir.join("err"), None).unwrap()
+    }
+
+    #[test]
+    fn a_short_read_is_asked_for_again_from_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        // 100 bytes listed: one read of 32 KiB (the listed size is below the next one)
+        // brings 60, the read of the rest brings 40, the read after them says EOF.
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(DATA, 1, &data(&[b'a'; 60])),
+                answer(DATA, 2, &data(&[b'b'; 40])),
+                answer(STATUS, 3, &status_body(FX_EOF)),
+            ],
+        );
+        let mut file = [0u8; 100];
+        let length = sftp
+            .read_file(b"h", 100, |offset, bytes| {
+                let offset = usize::try_from(offset).unwrap();
+                file[offset..offset + bytes.len()].copy_from_slice(bytes);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(length, 100);
+        assert_eq!(&file[..60], &[b'a'; 60]);
+        assert_eq!(&file[60..], &[b'b'; 40]);
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_read_and_leaves_the_session_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = vec![b'x'; READ_CHUNK as usize];
+        // 64 KiB listed: three reads at once (two of data, one at the end for EOF), then
+        // the close that follows.
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(DATA, 1, &data(&chunk)),
+                answer(DATA, 2, &data(&chunk)),
+                answer(STATUS, 3, &status_body(FX_EOF)),
+                answer(STATUS, 4, &status_body(FX_OK)),
+            ],
+        );
+        let mut writes = 0;
+        let read = sftp
+            .read_file(b"h", 2 * u64::from(READ_CHUNK), |_, _| {
+                writes += 1;
+                Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC))
+            })
+            .unwrap();
+        assert_eq!(read.unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(writes, 1, "no write after the first failed");
+        assert_eq!(sftp.close_handle(b"h"), Ok(()));
+    }
+
+    #[test]
+    fn more_data_than_asked_for_is_a_broken_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let too_much = vec![0u8; READ_CHUNK as usize + 1];
+        let mut sftp = scripted(dir.path(), &[answer(DATA, 1, &data(&too_much))]);
+        assert!(matches!(
+            sftp.read_file(b"h", 10, |_, _| Ok(())),
             Err(SftpError::Broken(_))
         ));
     }

@@ -690,3 +690,17 @@ pub fn unique_name(prefix: &str, temp_dir: &Path) -> String {
     let suffix = base.rsplit('-').next().unwrap_or(&base);
     format!("{prefix}-{suffix}")
 }
+
+/// Incompressible bytes (xorshift64*): `scp -C` cannot shrink them, so a copy takes its time.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
