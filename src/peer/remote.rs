@@ -45,8 +45,8 @@ pub struct RemotePeer {
     protocol: OnceLock<ScpProtocol>,
     /// Whether the rcp and rsh commands are OpenSSH's and multiplexing is wanted.
     shares_connection: bool,
-    /// The SFTP session for the small steps (the master's own session); before `mux`, so
-    /// that it ends before the socket dir goes.
+    /// The SFTP session (the master's own session) for every step it can do; before `mux`,
+    /// so that it ends before the socket dir goes.
     sftp: Mutex<SftpState>,
     /// Whether `--dry-run` has shown the SFTP session's command line.
     sftp_shown: std::sync::Once,
@@ -244,8 +244,9 @@ impl RemotePeer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the probe, the listing and the stage indicator go through one SFTP session
-    /// on the shared connection instead of an scp or ssh run each. Only when the connection
+    /// Whether the probe, the listing and the stage indicator (and, see `copy_preserves`,
+    /// the copy) go through the SFTP session on the shared connection instead of an scp or
+    /// ssh run each. Only when the connection
     /// is shared (so both commands are OpenSSH's) and the rcp command does not ask for the
     /// legacy scp protocol (a peer without an SFTP subsystem).
     fn wants_sftp(&self) -> bool {
