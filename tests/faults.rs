@@ -228,32 +228,6 @@ fn named(name: &str, data: impl AsRef<[u8]>) -> (OsString, Vec<u8>) {
     (OsString::from(name), data.as_ref().to_vec())
 }
 
-/// Every entry name of `dir`, as bytes-exact OsStrings, sorted (empty when missing).
-fn entries(dir: &Path) -> Vec<OsString> {
-    let mut names: Vec<OsString> = match fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.expect("dir entry").file_name()).collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
-}
-
-/// The regular files at the top of `dir`, by name.
-fn regular_files(dir: &Path) -> Files {
-    entries(dir)
-        .into_iter()
-        .filter(|name| {
-            fs::symlink_metadata(dir.join(name))
-                .map(|m| m.file_type().is_file())
-                .unwrap_or(false)
-        })
-        .map(|name| {
-            let data = fs::read(dir.join(&name)).expect("read file");
-            (name, data)
-        })
-        .collect()
-}
-
 /// peerstage's temp files and dirs in `dir`.
 fn debris(dir: &Path) -> Vec<OsString> {
     entries(dir)

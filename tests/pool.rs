@@ -181,26 +181,19 @@ fn fill(dir: &Path, tag: &str) {
     write_file(&dir.join(format!("id-{tag}.txt")), format!("peer {tag}\n"));
 }
 
-/// The regular files at the top level of `dir`, by name (empty when `dir` does not exist).
-fn regular_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    list_dir(dir)
+/// The regular files at the top level of `dir` (empty when `dir` does not exist), with
+/// names as text for the assertions' string literals.
+fn files_by_name(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    regular_files(dir)
         .into_iter()
-        .filter(|name| {
-            fs::symlink_metadata(dir.join(name))
-                .map(|m| m.file_type().is_file())
-                .unwrap_or(false)
-        })
-        .map(|name| {
-            let data = fs::read(dir.join(&name)).expect("read staged file");
-            (name, data)
-        })
+        .map(|(name, data)| (name.to_string_lossy().into_owned(), data))
         .collect()
 }
 
 /// Asserts that `target` holds exactly the regular files `expected` (names and bytes).
 #[track_caller]
 fn assert_same_files(target: &Path, expected: &BTreeMap<String, Vec<u8>>, what: &str) {
-    let got = regular_files(target);
+    let got = files_by_name(target);
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&got),
@@ -536,7 +529,7 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
 
     let expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = collects
         .iter()
-        .map(|(name, dir)| (name.clone(), regular_files(dir)))
+        .map(|(name, dir)| (name.clone(), files_by_name(dir)))
         .collect();
     let lock_dir = p(&fx.lock_dir());
     let mut results = Vec::new();
@@ -623,10 +616,10 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
         results.push(keep);
     }
     for name in &all {
-        let first = regular_files(&results[0].join("11/21").join(name));
+        let first = files_by_name(&results[0].join("11/21").join(name));
         for other in &results[1..] {
             assert!(
-                regular_files(&other.join("11/21").join(name)) == first,
+                files_by_name(&other.join("11/21").join(name)) == first,
                 "peer {name}: staged files differ between {} and {}",
                 results[0].display(),
                 other.display()
@@ -840,7 +833,7 @@ fn ignore_failure_modes_decide_whether_a_not_ready_peer_fails_the_run() {
         );
         assert_eq!(report["full"], full, "{what}");
         assert!(
-            regular_files(&fx.target("lazy")).is_empty(),
+            files_by_name(&fx.target("lazy")).is_empty(),
             "{what}: files staged for a peer that was not ready"
         );
         assert!(
@@ -988,7 +981,7 @@ fn a_failing_managed_action_fails_only_that_peer() {
     let report = json_of(&out);
     assert_status(&report, "failing", "E");
     assert_status(&report, "good", "T");
-    assert!(regular_files(&fx.target("failing")).is_empty());
+    assert!(files_by_name(&fx.target("failing")).is_empty());
     assert!(!collect.join("cback.stage").exists());
     out.expect_stderr_line_with(&["failing", "collect"], "error names peer and action");
 }
@@ -1084,7 +1077,7 @@ fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
         "run --wait did not wait for the first run ({took:?})"
     );
     assert!(
-        regular_files(&fx.target("slow")).contains_key("id-slow.txt"),
+        files_by_name(&fx.target("slow")).contains_key("id-slow.txt"),
         "the first run staged"
     );
     assert!(fx.staging().join("2026/11/22/slow/id-slow.txt").is_file());
@@ -1182,8 +1175,8 @@ fn hooks_see_the_job_and_json_stays_pure() {
         ),
     );
     let expected: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = [
-        ("first", regular_files(&first)),
-        ("second", regular_files(&second)),
+        ("first", files_by_name(&first)),
+        ("second", files_by_name(&second)),
     ]
     .into_iter()
     .collect();
@@ -1286,7 +1279,7 @@ fn a_failing_pre_peer_hook_skips_that_peer_only() {
             ],
         ),
     );
-    let expected = regular_files(&good);
+    let expected = files_by_name(&good);
     let out = run_pool(&config, &["--json"]);
     out.expect_code(1, "run with a failing pre_peer hook");
     let report = json_of(&out);
@@ -1295,7 +1288,7 @@ fn a_failing_pre_peer_hook_skips_that_peer_only() {
     assert_eq!(report["status"], "E");
     assert_same_files(&fx.target("good"), &expected, "good peer");
     assert!(
-        regular_files(&fx.target("skipped")).is_empty(),
+        files_by_name(&fx.target("skipped")).is_empty(),
         "a skipped peer was staged"
     );
     assert!(
@@ -1325,7 +1318,7 @@ fn a_failing_run_start_hook_cancels_the_run() {
     assert_eq!(report["status"], "A", "{report:#}");
     for (name, dir) in [("one", &one), ("two", &two)] {
         assert_status(&report, name, "A");
-        assert!(regular_files(&fx.target(name)).is_empty(), "{name} staged");
+        assert!(files_by_name(&fx.target(name)).is_empty(), "{name} staged");
         assert!(!dir.join("cback.stage").exists(), "{name} marked");
     }
     out.expect_stderr_line_with(&["run-start", "4"], "error names the hook and its status");
@@ -1437,8 +1430,8 @@ fn an_unreachable_peer_does_not_stop_the_others() {
             ],
         ),
     );
-    let expected_up = regular_files(&up);
-    let expected_here = regular_files(&here);
+    let expected_up = files_by_name(&up);
+    let expected_here = files_by_name(&here);
     let out = run_pool(&config, &["--json"]);
     out.expect_code(1, "run with an unreachable peer");
     let report = json_of(&out);
@@ -1449,7 +1442,7 @@ fn an_unreachable_peer_does_not_stop_the_others() {
     assert_eq!(report["exit_code"], 1);
     assert_same_files(&fx.target("up-peer"), &expected_up, "reachable remote peer");
     assert_same_files(&fx.target("here"), &expected_here, "local peer");
-    assert!(regular_files(&fx.target("down-peer")).is_empty());
+    assert!(files_by_name(&fx.target("down-peer")).is_empty());
     assert!(!down.join("cback.stage").exists());
     assert!(up.join("cback.stage").is_file());
     assert!(fx.daily().join("cback.stage").is_file());
@@ -1561,7 +1554,7 @@ fn single_peer_subcommands_take_the_peer_from_the_config() {
         .expect_stderr_contains("no-such-peer", "names the missing peer");
 
     for (name, collect) in [("remote-peer", &remote), ("local-peer", &local)] {
-        let expected = regular_files(collect);
+        let expected = files_by_name(collect);
         let target = mkdir(&fx.base().join(format!("target-{name}")));
         peer_cmd("stage", name, &["--target", &p(&target)])
             .expect_code(0, &format!("stage {name}"));

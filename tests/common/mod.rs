@@ -281,6 +281,32 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The names in `dir` as they are (not necessarily UTF-8), sorted; none if it is missing.
+pub fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<std::ffi::OsString> = match fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.expect("dir entry").file_name()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// The regular files at the top of `dir`, by name, with their contents.
+pub fn regular_files(dir: &Path) -> std::collections::BTreeMap<std::ffi::OsString, Vec<u8>> {
+    entries(dir)
+        .into_iter()
+        .filter(|name| {
+            fs::symlink_metadata(dir.join(name))
+                .map(|m| m.file_type().is_file())
+                .unwrap_or(false)
+        })
+        .map(|name| {
+            let data = fs::read(dir.join(&name)).expect("read file");
+            (name, data)
+        })
+        .collect()
+}
+
 pub fn p(path: &Path) -> String {
     path.to_str().expect("utf-8 test path").to_string()
 }
