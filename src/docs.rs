@@ -304,7 +304,7 @@ Success. For \fBcheck\fR: the indicator is present.
 .TP
 .B 1
 Failed. For \fBcheck\fR: the indicator is absent. For \fBrun\fR: a peer failed and its failure
-was not ignored.
+was not ignored. Also after a cancel (see SIGNALS).
 .TP
 .B 2
 Usage or configuration error (a relative path, a bad mode, an unknown user, a malformed config);
@@ -315,6 +315,14 @@ A peer could not be reached.
 .TP
 .B 75
 A lock is held by another process (see \fB\-\-wait\fR).
+.SH SIGNALS
+\fBSIGINT\fR (Ctrl\-C), \fBSIGTERM\fR and \fBSIGHUP\fR cancel the work rather than kill
+peerstage: the commands of the peers under way are ended (their partial copies removed, nothing
+left under a final name), no further peer or step starts, and \fBrun\fR still writes its job
+report, with those peers and the run canceled (status A), and runs its run\-end hooks; it does
+not write the daily stage indicator. The exit status is 1 and the error names the signal. A
+second signal ends peerstage at once (status 128 + the signal's number). Waiting for a lock
+with \fB\-\-wait\fR is not canceled by the first signal.
 .SH ENVIRONMENT
 .TP
 .B RUST_LOG

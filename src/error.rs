@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Unreachable,
     /// Another process holds a lock we need.
     Locked,
+    /// Ctrl-C, SIGTERM or SIGHUP stopped the work.
+    Canceled,
 }
 
 impl ErrorKind {
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Failed => EXIT_FAILED,
             ErrorKind::Unreachable => EXIT_UNREACHABLE,
             ErrorKind::Locked => EXIT_LOCKED,
+            ErrorKind::Canceled => EXIT_FAILED,
         }
     }
 }
@@ -63,6 +66,9 @@ impl Error {
     }
     pub fn locked(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Locked, message)
+    }
+    pub fn canceled(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Canceled, message)
     }
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()

@@ -48,7 +48,8 @@ pub fn run(
             .env("PEERSTAGE_EVENT", event.as_str())
             .stdin_null()
             .stdout_to_stderr()
-            .unchecked();
+            .unchecked()
+            .before_spawn(crate::process::with_signals_unblocked);
         for (name, value) in vars {
             expression = expression.env(format!("PEERSTAGE_{name}"), value);
         }

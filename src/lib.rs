@@ -3,6 +3,7 @@
 //! `run()` is the whole program; `main` only turns its result into the process exit code, so
 //! that locks, scratch dirs and temp files are dropped (and cleaned) before the process ends.
 
+mod cancel;
 pub mod cli;
 mod commands;
 pub mod config;
@@ -37,6 +38,7 @@ pub fn run() -> i32 {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    cancel::install();
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

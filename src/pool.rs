@@ -141,10 +141,12 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
         None => run.stage_all(&peers),
     };
 
-    let mut report = run.report(started, clock, results, start_failure.is_some());
-    if start_failure.is_none() && !options.dry_run {
+    let canceled = start_failure.is_some() || crate::cancel::canceled_by().is_some();
+    let mut report = run.report(started, clock, results, canceled);
+    if !canceled && !options.dry_run {
         // Cedar writes the master indicator whatever became of the peers: the failures are
-        // in the log and the exit status, and the store action reads the rest.
+        // in the log and the exit status, and the store action reads the rest. A canceled
+        // run has not finished, so it does not.
         let perms = Perms { owner, mode: None };
         if let Err(cause) = write_file_atomically(
             &run.daily_dir,
@@ -276,7 +278,12 @@ impl Run<'_> {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(peer) = peers.get(index) else { break };
-                    let result = self.stage_peer(peer);
+                    let result = match crate::cancel::canceled_by() {
+                        Some(signal) => {
+                            self.canceled(peer, &format!("canceled by {signal} before it started"))
+                        }
+                        None => self.stage_peer(peer),
+                    };
                     files.fetch_add(result.files, Ordering::Relaxed);
                     bytes.fetch_add(result.bytes, Ordering::Relaxed);
                     let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -398,6 +405,7 @@ impl Run<'_> {
         result: &mut PeerResult,
     ) -> std::result::Result<(), (PeerStatus, Error)> {
         let fatal = |err: Error| (status_of(&err), err);
+        let canceled = || crate::cancel::check().map_err(|err| (PeerStatus::Canceled, err));
         let _lock = if self.options.dry_run {
             None
         } else {
@@ -406,6 +414,7 @@ impl Run<'_> {
                     .map_err(|err| (PeerStatus::Error, err))?,
             )
         };
+        canceled()?;
         if let Err(cause) = hooks::run(
             &self.config.hooks.pre_peer,
             Event::PrePeer,
@@ -413,6 +422,7 @@ impl Run<'_> {
             self.options.dry_run,
             deadline,
         ) {
+            canceled()?;
             return Err((
                 PeerStatus::Skipped,
                 Error::failed(format!("{cause}; peer skipped")),
@@ -470,11 +480,13 @@ impl Run<'_> {
             owner: self.owner,
             mode: None,
         };
+        canceled()?;
         let staged = peer.stage(target_dir, &perms).map_err(fatal)?;
         result.files = staged.files;
         result.bytes = staged.bytes;
         result.skipped_entries = staged.skipped;
         result.verified = staged.verified;
+        canceled()?;
         peer.write_stage_indicator(DEFAULT_STAGE_INDICATOR, &Perms::default())
             .map_err(fatal)?;
         Ok(())
@@ -520,6 +532,7 @@ fn status_of(err: &Error) -> PeerStatus {
     match err.kind {
         ErrorKind::Unreachable | ErrorKind::Usage => PeerStatus::Fatal,
         ErrorKind::Failed | ErrorKind::Locked => PeerStatus::Error,
+        ErrorKind::Canceled => PeerStatus::Canceled,
     }
 }
 

@@ -154,6 +154,7 @@ impl Cmd {
             .unchecked()
             .before_spawn(own_process_group)
             .start()?;
+        track(&handle);
         Ok(Running {
             handle: Some(handle),
         })
@@ -172,6 +173,7 @@ impl Cmd {
             .unchecked()
             .before_spawn(own_process_group)
             .start()?;
+        track(&handle);
         Ok(Background { handle })
     }
 
@@ -190,8 +192,10 @@ impl Cmd {
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(stderr_file)?);
         own_process_group(&mut command)?;
+        let child = command.spawn()?;
+        crate::cancel::track(child.id());
         Ok(Piped {
-            child: command.spawn()?,
+            child,
             stderr_file: stderr_file.to_path_buf(),
         })
     }
@@ -200,7 +204,12 @@ impl Cmd {
     /// through untouched.
     pub fn run_inherited(&self) -> io::Result<ExitStatus> {
         log::debug!("running: {self}");
-        Ok(self.expression().unchecked().run()?.status)
+        Ok(self
+            .expression()
+            .unchecked()
+            .before_spawn(with_signals_unblocked)
+            .run()?
+            .status)
     }
 
     fn expression(&self) -> duct::Expression {
@@ -228,7 +237,12 @@ impl Running {
                 terminate(&handle);
             }
         }
-        let output = handle.into_output()?;
+        let pids = handle.pids();
+        let output = handle.into_output();
+        for pid in pids {
+            crate::cancel::untrack(pid);
+        }
+        let output = output?;
         Ok(Finished {
             status: output.status,
             stdout: output.stdout,
@@ -245,6 +259,7 @@ impl Drop for Running {
                 terminate(&handle);
             }
             let _ = handle.wait();
+            untrack(&handle);
         }
     }
 }
@@ -267,6 +282,7 @@ impl Drop for Background {
             terminate(&self.handle);
         }
         let _ = self.handle.wait();
+        untrack(&self.handle);
     }
 }
 
@@ -313,6 +329,7 @@ impl Piped {
             });
         }
         let _ = self.child.wait();
+        crate::cancel::untrack(self.child.id());
     }
 }
 
@@ -336,6 +353,7 @@ fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
         // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, _exit).
         unsafe {
             command.pre_exec(move || {
+                unblock_signals()?;
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
                     .map_err(io::Error::from)?;
                 if nix::unistd::getppid() != parent {
@@ -347,6 +365,38 @@ fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Children start with no signal blocked: peerstage blocks Ctrl-C and SIGTERM in all its
+/// threads (see `cancel`), and a child inherits the mask; an ssh that cannot get SIGTERM
+/// would not end when told to. Async-signal-safe, for `pre_exec`.
+fn unblock_signals() -> io::Result<()> {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
+}
+
+/// For children that stay in our process group (remote commands with our terminal, hooks):
+/// only the signal mask is reset, so that Ctrl-C reaches them as it reaches us.
+pub(crate) fn with_signals_unblocked(command: &mut std::process::Command) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (pthread_sigmask).
+    unsafe {
+        command.pre_exec(unblock_signals);
+    }
+    Ok(())
+}
+
+/// Counts the children of `handle` as running, for `cancel` to end them on Ctrl-C.
+fn track(handle: &duct::Handle) {
+    for pid in handle.pids() {
+        crate::cancel::track(pid);
+    }
+}
+
+fn untrack(handle: &duct::Handle) {
+    for pid in handle.pids() {
+        crate::cancel::untrack(pid);
+    }
 }
 
 /// SIGTERM first, so that `su` passes it on to a command it runs in a session of its own
@@ -534,6 +584,38 @@ mod tests {
         assert!(done.timed_out);
         assert!(!done.success());
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    /// peerstage blocks SIGINT, SIGTERM and SIGHUP in its threads; its children must not
+    /// inherit that, or an ssh told to end with SIGTERM would not (seen: every plain control
+    /// master waited out the two seconds before SIGKILL).
+    #[test]
+    fn children_start_with_no_signal_blocked() {
+        use nix::sys::signal::{SigSet, Signal};
+        let blocked = std::thread::spawn(|| {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTERM);
+            set.add(Signal::SIGINT);
+            set.thread_block().unwrap();
+            let mask = |finished: Finished| {
+                String::from_utf8(finished.stdout)
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            };
+            // grep itself, not through a shell: dash clears its mask when it starts.
+            let read_mask = Cmd::new("grep").args(["SigBlk", "/proc/self/status"]);
+            let captured = mask(read_mask.run(None).unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let mut piped = read_mask.spawn_piped(&dir.path().join("err")).unwrap();
+            let mut out = String::new();
+            io::Read::read_to_string(piped.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+            (captured, out.trim().to_string())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(blocked.0, "SigBlk:\t0000000000000000");
+        assert_eq!(blocked.1, "SigBlk:\t0000000000000000");
     }
 
     #[test]

@@ -217,6 +217,60 @@ fn set_times(path: &Path, time: std::time::SystemTime) {
         .unwrap();
 }
 
+/// Ctrl-C in the middle of a copy over the SFTP session: the session's ssh is ended, the
+/// partial copy removed, nothing staged, and the one error line says it was canceled.
+#[test]
+fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
+    let r = remote_or_skip!();
+    write_file(&r.collect.join("a-small.tar"), "small\n");
+    write_file(&r.collect.join("b-big.tar"), random_bytes(96 << 20, 3));
+    let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&r.target)];
+    args.extend(r.peer_args());
+    let stderr_path = r.base().join("stage.stderr");
+    let mut stage = peerstage()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("start peerstage stage");
+    // Wait until the big file is arriving in the private incoming dir.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let arriving = || {
+        list_dir(&r.target).iter().any(|dir| {
+            fs::metadata(r.target.join(dir).join("b-big.tar")).is_ok_and(|m| m.len() > 0)
+        })
+    };
+    while !arriving() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the big file never started arriving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(stage.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = stage.wait().unwrap();
+    let stderr = fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("peerstage: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("canceled by SIGINT"), "{stderr}");
+    assert!(errors[0].contains(&r.host), "{stderr}");
+    assert!(
+        list_dir(&r.target).is_empty(),
+        "left in the target: {:?}",
+        list_dir(&r.target)
+    );
+    let left = processes_mentioning(&r.host);
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
 /// scp fails on a symlink to nothing; so does the copy over SFTP (which names it, where
 /// scp says only "stat remote"), and nothing is staged.
 #[test]

@@ -1145,6 +1145,90 @@ fn a_killed_run_does_not_block_the_next() {
     }
 }
 
+/// SIGTERM (cron's timeout, systemd's stop, Ctrl-C's SIGINT alike) cancels a run instead of
+/// killing it: the copy under way is ended and leaves nothing under a final name, the peer not
+/// started is not started, and the report is still written, with status A and exit code 1.
+#[test]
+fn sigterm_cancels_a_run_that_still_reports() {
+    let fx = fixture_or_skip!(true);
+    let sshd = fx.sshd();
+    let (slow, next) = (fx.unique("slow"), fx.unique("next"));
+    let slow_collect = fx.ready(&slow);
+    let next_collect = fx.ready(&next);
+    let copied = fx.base().join("copied");
+    let woke = fx.base().join("woke");
+    // Not named scp: nothing is shared, so this script is what copies. The first time, it
+    // lets the files arrive, says so, then holds the copy open.
+    let rcp = write_script(
+        &fx.base().join("slow-rcp"),
+        &format!(
+            r#"case "$*" in *cback.collect*|*cback.stage*) exec /usr/bin/scp "$@" ;; esac
+test -e {copied} && exec /usr/bin/scp "$@"
+/usr/bin/scp "$@" || exit $?
+echo copied > {copied}
+sleep 30
+echo woke > {woke}"#,
+            copied = sh_quote(&p(&copied)),
+            woke = sh_quote(&p(&woke))
+        ),
+    );
+    let rcp = sshd.rcp_command().replacen("/usr/bin/scp", &p(&rcp), 1);
+    let extra = format!("rcp_command = {}\n", q(&rcp));
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "jobs = 1",
+            "",
+            &[
+                remote_peer(&slow, &slow_collect, &extra),
+                remote_peer(&next, &next_collect, ""),
+            ],
+        ),
+    );
+    let mut run = spawn(
+        &["run", "--config", &p(&config), "--date", DATE, "--json"],
+        fx.base(),
+    );
+    wait_for_file(&copied, "the slow peer's copy");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(run.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the run");
+    let status = run.wait().expect("reap the run");
+    let stderr = fs::read_to_string(fx.base().join("background.stderr")).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status of a canceled run\n{stderr}"
+    );
+    assert!(!woke.exists(), "the copy was left running\n{stderr}");
+    assert!(stderr.contains("canceled by SIGTERM"), "{stderr}");
+
+    let report = report_file(&fx.daily());
+    assert_eq!(report["status"], "A", "{report:#}");
+    assert_status(&report, &slow, "A");
+    assert_status(&report, &next, "A");
+    // Nothing half-staged: no file of the slow peer under a final name, no private dir left.
+    assert!(
+        entries(&fx.target(&slow)).is_empty(),
+        "left in the slow peer's target: {:?}",
+        entries(&fx.target(&slow))
+    );
+    assert!(!fx.target(&next).exists(), "the next peer was started");
+    assert!(!slow_collect.join("cback.stage").exists());
+    assert!(!next_collect.join("cback.stage").exists());
+    assert!(
+        !fx.daily().join("cback.stage").exists(),
+        "master indicator of a canceled run"
+    );
+
+    // The next run is not held up and finishes the job.
+    let out = run_pool(&config, &["--json"]);
+    out.expect_code(0, "run after a canceled run");
+    assert!(slow_collect.join("cback.stage").is_file());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6 + 7: hooks and --json
 

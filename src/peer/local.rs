@@ -136,6 +136,7 @@ impl Peer for LocalPeer {
         let mut report = StageReport::default();
         let read_error = |err: io::Error| Error::failed(self.error(collect_dir, io_cause(&err)));
         entries.for_each(read_error, |name, kind| {
+            crate::cancel::check().map_err(|err| err.for_peer(&self.config.name))?;
             let kind = match kind {
                 Some(kind) => kind,
                 None => collect.entry_kind(name).map_err(|err| {

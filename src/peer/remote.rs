@@ -214,6 +214,7 @@ impl RemotePeer {
             ]);
         }
         let mux = self.mux.get_or_init(|| {
+            self.check_canceled()?;
             let started = Mux::start(
                 &super::mux::master_command(&self.rcp, &self.rsh),
                 &self.destination(),
@@ -265,11 +266,17 @@ impl RemotePeer {
             return Ok(None);
         }
         self.shared()?;
+        self.check_canceled()?;
         let mut state = self.sftp_state();
         let SftpState::Open(sftp) = &mut *state else {
             return Ok(None);
         };
-        match step(sftp) {
+        let answer = step(sftp);
+        if answer.is_err() {
+            // The session's ssh was ended by the cancel: no falling back to scp.
+            self.check_canceled()?;
+        }
+        match answer {
             Err(SftpError::Broken(why)) => {
                 if let SftpState::Open(sftp) = std::mem::replace(&mut *state, SftpState::Lost) {
                     let said = sftp.end();
@@ -594,6 +601,7 @@ impl RemotePeer {
     }
 
     fn start(&self, cmd: &Cmd) -> Result<(String, Running)> {
+        self.check_canceled()?;
         log::info!("peer {}: {cmd}", self.config.name);
         let program = cmd.program().to_string_lossy().into_owned();
         let running = cmd.start().map_err(|err| {
@@ -622,7 +630,13 @@ impl RemotePeer {
                 self.config.name
             )));
         }
+        // Whatever the child said, it was killed by the cancel.
+        self.check_canceled()?;
         Ok(finished)
+    }
+
+    fn check_canceled(&self) -> Result<()> {
+        crate::cancel::check().map_err(|err| err.for_peer(&self.config.name))
     }
 
     /// A private scratch dir under the working dir that the local user (if any) can write.
