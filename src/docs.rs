@@ -322,7 +322,7 @@ left under a final name), no further peer or step starts, and \fBrun\fR still wr
 report, with those peers and the run canceled (status A), and runs its run\-end hooks; it does
 not write the daily stage indicator. The exit status is 1 and the error names the signal. A
 second signal ends peerstage at once (status 128 + the signal's number). Waiting for a lock
-with \fB\-\-wait\fR is not canceled by the first signal.
+with \fB\-\-wait\fR ends too.
 .SH ENVIRONMENT
 .TP
 .B RUST_LOG

@@ -252,12 +252,22 @@ fn open_lock_file(path: &Path, what: &str) -> Result<File> {
     Ok(file)
 }
 
-/// Waits for the lock with a blocking flock; the kernel wakes us the moment it is free.
+/// Waits for the lock, trying again every 20 ms rather than in a blocking flock, which a
+/// Ctrl-C could not end: peerstage takes its signals in a thread of its own (see `cancel`).
 fn block_on(mut file: File, what: &str, path: &Path) -> Result<Flock<File>> {
     loop {
-        match Flock::lock(file, FlockArg::LockExclusive) {
+        if let Some(signal) = crate::cancel::canceled_by() {
+            return Err(Error::canceled(format!(
+                "{what}: canceled by {signal} while waiting for lock file {}",
+                path.display()
+            )));
+        }
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => return Ok(locked),
-            Err((back, Errno::EINTR)) => file = back,
+            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) => {
+                file = back;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             Err((_, errno)) => {
                 return Err(Error::failed(format!(
                     "{what}: cannot lock {}: {}",

@@ -1229,6 +1229,55 @@ echo woke > {woke}"#,
     assert!(slow_collect.join("cback.stage").is_file());
 }
 
+/// A run waiting for the run lock with --wait ends on SIGTERM too, saying so.
+#[test]
+fn sigterm_ends_a_run_waiting_for_the_lock() {
+    let fx = fixture_or_skip!(false);
+    let collect = fx.ready("held");
+    let started = fx.base().join("started");
+    let config = fx.write_config(
+        "pool.toml",
+        &fx.toml(
+            "",
+            &hook(
+                "pre_peer",
+                &[format!(
+                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; sleep 2'",
+                    p(&started)
+                )],
+            ),
+            &[local_peer("held", &collect, "")],
+        ),
+    );
+    let config_s = p(&config);
+    let mut first = spawn(&["run", "--config", &config_s, "--date", DATE], fx.base());
+    wait_for_file(&started, "first run's pre_peer hook");
+    let waiter_dir = mkdir(&fx.base().join("waiter"));
+    let mut waiter = spawn(
+        &["run", "--config", &config_s, "--date", DATE, "--wait"],
+        &waiter_dir,
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert!(waiter.try_wait().expect("poll").is_none(), "not waiting");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(waiter.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the waiting run");
+    let status = waiter.wait().expect("reap the waiting run");
+    let stderr = fs::read_to_string(waiter_dir.join("background.stderr")).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("canceled by SIGTERM while waiting"),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().expect("poll").is_none(),
+        "the first run was disturbed"
+    );
+    first.wait().expect("the first run ends");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6 + 7: hooks and --json
 
