@@ -111,6 +111,8 @@ impl Mux {
                 }
             }
         }
+        // A session ended by Ctrl-C is not a peer without SFTP.
+        crate::cancel::check()?;
         let master_cmd = wrap(
             rsh.clone()
                 .args(control_options(&socket, "yes"))
