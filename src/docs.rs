@@ -317,8 +317,9 @@ A peer could not be reached.
 A lock is held by another process (see \fB\-\-wait\fR).
 .SH SIGNALS
 \fBSIGINT\fR (Ctrl\-C), \fBSIGTERM\fR and \fBSIGHUP\fR cancel the work rather than kill
-peerstage: the commands of the peers under way are ended (their partial copies removed, nothing
-left under a final name), no further peer or step starts, and \fBrun\fR still writes its job
+peerstage: the commands under way (copies, ssh sessions, hooks) are ended with what they
+started (partial copies removed, nothing left under a final name), no further peer or step
+starts, and \fBrun\fR still writes its job
 report, with those peers and the run canceled (status A), and runs its run\-end hooks; it does
 not write the daily stage indicator. The exit status is 1 and the error names the signal. A
 second signal ends peerstage at once (status 128 + the signal's number). Waiting for a lock

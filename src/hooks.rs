@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::process::Cmd;
+use crate::process::{Cmd, Running};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -49,29 +49,23 @@ pub fn run(
             .stdin_null()
             .stdout_to_stderr()
             .unchecked()
-            .before_spawn(crate::process::with_signals_unblocked);
+            // A group of its own, like every child: a deadline or a cancel ends what the
+            // hook started too, not only the hook.
+            .before_spawn(crate::process::own_process_group);
         for (name, value) in vars {
             expression = expression.env(format!("PEERSTAGE_{name}"), value);
         }
-        let handle = expression
-            .start()
+        let running = Running::start_expression(&expression)
             .map_err(|err| format!("{} hook {line:?}: cannot run: {err}", event.as_str()))?;
-        if let Some(deadline) = deadline {
-            match handle.wait_deadline(deadline) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    let _ = handle.kill();
-                    return Err(format!(
-                        "{} hook {line:?}: timed out, killed",
-                        event.as_str()
-                    ));
-                }
-                Err(err) => return Err(format!("{} hook {line:?}: {err}", event.as_str())),
-            }
-        }
-        let output = handle
-            .into_output()
+        let output = running
+            .finish(deadline)
             .map_err(|err| format!("{} hook {line:?}: {err}", event.as_str()))?;
+        if output.timed_out {
+            return Err(format!(
+                "{} hook {line:?}: timed out, killed",
+                event.as_str()
+            ));
+        }
         if !output.status.success() {
             let status = output
                 .status
@@ -113,6 +107,28 @@ mod tests {
         let err = run(&commands, Event::RunStart, &[], false, None).unwrap_err();
         assert_eq!(err, r#"run-start hook "false" failed with status 1"#);
         assert!(!marker.exists());
+    }
+
+    /// A hook past its deadline is ended with what it started: a grandchild left behind
+    /// would hold our stderr open.
+    #[test]
+    fn a_hook_past_its_deadline_is_ended_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let hook = format!("sh -c 'sleep 30 & echo $! > {}; wait'", pid_file.display());
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let err = run(&[hook], Event::PrePeer, &[], false, Some(deadline)).unwrap_err();
+        assert!(err.ends_with("timed out, killed"), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the hook's sleep {pid} outlived it");
     }
 
     #[test]

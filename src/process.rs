@@ -146,18 +146,15 @@ impl Cmd {
     /// something else does. Dropped unfinished, it is killed.
     pub fn start(&self) -> io::Result<Running> {
         log::debug!("running: {self}");
-        let handle = self
-            .expression()
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .before_spawn(own_process_group)
-            .start()?;
-        track(&handle);
-        Ok(Running {
-            handle: Some(handle),
-        })
+        Running::start_expression(
+            &self
+                .expression()
+                .stdin_null()
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .before_spawn(own_process_group),
+        )
     }
 
     /// Starts the command in the background, in a process group of its own, with stdin and
@@ -224,6 +221,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts an expression the caller built (a hook, with its environment and outputs; it
+    /// should be in a group of its own), counted for `cancel` like every child.
+    pub(crate) fn start_expression(expression: &duct::Expression) -> io::Result<Running> {
+        let handle = expression.start()?;
+        track(&handle);
+        Ok(Running {
+            handle: Some(handle),
+        })
+    }
+
     /// Waits for the child (killing it with its group when the deadline passes) and returns
     /// what it left behind.
     pub fn finish(mut self, deadline: Option<Instant>) -> io::Result<Finished> {
@@ -344,7 +351,7 @@ impl Drop for Piped {
 /// A group of its own no longer gets the terminal's Ctrl-C, so the child is also told to end
 /// when peerstage does, however it ends (Ctrl-C, SIGTERM, kill -9): an ssh control master
 /// must never outlive the run.
-fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
+pub(crate) fn own_process_group(command: &mut std::process::Command) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
     command.process_group(0);
     #[cfg(target_os = "linux")]
