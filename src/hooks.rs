@@ -124,11 +124,18 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap_or_default()
-                .contains(") Z ");
-        assert!(!alive, "the hook's sleep {pid} outlived it");
+        let alive = || {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z ")
+        };
+        // A signalled process takes a moment to go; one left alive stays for 30 s.
+        let given_up = Instant::now() + std::time::Duration::from_secs(3);
+        while alive() && Instant::now() < given_up {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!alive(), "the hook's sleep {pid} outlived it");
     }
 
     #[test]
