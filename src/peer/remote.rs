@@ -453,7 +453,22 @@ impl RemotePeer {
             Ok(dir) => dir,
             Err(err) => return Ok(Err(self.io_error(incoming, &err))),
         };
-        for (name, attrs) in &entries.files {
+        // Each file's open goes out with the previous file's reads, and its close with the
+        // next file's: about one round trip a file, where scp waits for each request.
+        let refused = |path: &[u8], code, message| {
+            Error::failed(format!(
+                "peer {}: copy from {source} failed; nothing staged: {}: {}",
+                self.config.name,
+                String::from_utf8_lossy(path),
+                SftpError::Status { code, message }
+            ))
+        };
+        let mut opening = entries
+            .files
+            .first()
+            .map(|(name, _)| sftp.queue_open_read(&self.sftp_path(name)));
+        let mut closing = std::collections::VecDeque::new();
+        for (index, (name, attrs)) in entries.files.iter().enumerate() {
             let local_name = std::ffi::OsStr::from_bytes(name);
             let local = incoming.join(local_name);
             if !is_plain_file_name(local_name) {
@@ -474,36 +489,40 @@ impl RemotePeer {
                 }
             }
             let path = self.sftp_path(name);
-            let handle = match sftp.open_read(&path) {
+            let Some(opened) = opening.take() else {
+                return Err(SftpError::Broken("a file was not opened".to_string()));
+            };
+            let handle = match sftp.opened(opened) {
                 Ok(handle) => handle,
                 Err(SftpError::Status { code, message }) => {
-                    return Ok(Err(Error::failed(format!(
-                        "peer {}: copy from {source} failed; nothing staged: {}: {}",
-                        self.config.name,
-                        String::from_utf8_lossy(&path),
-                        SftpError::Status { code, message }
-                    ))))
+                    return Ok(Err(refused(&path, code, message)))
                 }
                 Err(err) => return Err(err),
             };
+            opening = entries
+                .files
+                .get(index + 1)
+                .map(|(next, _)| sftp.queue_open_read(&self.sftp_path(next)));
             let read = sftp.read_file(&handle, attrs.size.unwrap_or(0), |offset, data| {
                 file.write_all_at(data, offset)
             });
-            let closed = sftp.close_handle(&handle);
+            closing.push_back(sftp.queue_close(&handle));
             match read {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => return Ok(Err(self.write_error(&local, &err))),
                 Err(SftpError::Status { code, message }) => {
-                    return Ok(Err(Error::failed(format!(
-                        "peer {}: copy from {source} failed; nothing staged: {}: {}",
-                        self.config.name,
-                        String::from_utf8_lossy(&path),
-                        SftpError::Status { code, message }
-                    ))))
+                    return Ok(Err(refused(&path, code, message)))
                 }
                 Err(err) => return Err(err),
             }
-            closed?;
+            // The closes already answered, so that no answer waits for long.
+            while let Some(&id) = closing.front() {
+                if !sftp.has_answer(id) {
+                    break;
+                }
+                closing.pop_front();
+                sftp.closed(id)?;
+            }
             if preserve {
                 let kept = file
                     .set_permissions(fs::Permissions::from_mode(mode))
@@ -519,6 +538,9 @@ impl RemotePeer {
                     return Ok(Err(self.io_error(&local, &err)));
                 }
             }
+        }
+        for id in closing {
+            sftp.closed(id)?;
         }
         let none_arrived = format!("no regular file in collect dir {}", self.collect_dir);
         let skipped = entries.skipped.clone();
@@ -1051,14 +1073,17 @@ impl Peer for RemotePeer {
                 )));
             }
             check_not_dir(&self.config.name, &target_dir.join(&name))?;
-            let file = open_nofollow(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
-            perms.apply(&file, None).map_err(|cause| {
-                Error::failed(format!(
-                    "peer {}: {}: {cause}",
-                    self.config.name,
-                    arrived.display()
-                ))
-            })?;
+            // Nothing to set is the common case of a single stage: no open per file for it.
+            if *perms != Perms::default() {
+                let file = open_nofollow(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
+                perms.apply(&file, None).map_err(|cause| {
+                    Error::failed(format!(
+                        "peer {}: {}: {cause}",
+                        self.config.name,
+                        arrived.display()
+                    ))
+                })?;
+            }
             report.files += 1;
             report.bytes += meta.size();
         }

@@ -130,6 +130,9 @@ pub(super) struct Sftp {
     /// Answers read from ssh but not yet taken: one read(2) brings many packets.
     incoming: Vec<u8>,
     taken: usize,
+    /// Answers that came while another one was awaited (requests are pipelined: the next
+    /// file's open goes out with this file's reads), kept until asked for.
+    early: std::collections::HashMap<u32, (u8, Vec<u8>)>,
 }
 
 impl Sftp {
@@ -149,6 +152,7 @@ impl Sftp {
             outgoing: Vec::new(),
             incoming: Vec::new(),
             taken: 0,
+            early: std::collections::HashMap::new(),
         })
     }
 
@@ -224,14 +228,42 @@ impl Sftp {
         self.close(&handle)
     }
 
-    /// Opens `path` for reading (following a symlink, as scp does); returns its handle.
-    pub fn open_read(&mut self, path: &[u8]) -> Answer<Vec<u8>> {
-        self.open(path, FXF_READ, None)
+    /// Asks to open `path` for reading (following a symlink, as scp does) without waiting:
+    /// the request goes out with the next ones. `opened` takes the answer.
+    pub fn queue_open_read(&mut self, path: &[u8]) -> u32 {
+        let mut body = Vec::new();
+        put_bytes(&mut body, path);
+        put_u32(&mut body, FXF_READ);
+        put_u32(&mut body, 0);
+        self.queue(OPEN, &body)
     }
 
-    /// Closes a handle from `open_read`.
-    pub fn close_handle(&mut self, handle: &[u8]) -> Answer<()> {
-        self.close(handle)
+    /// The handle a `queue_open_read` request got.
+    pub fn opened(&mut self, id: u32) -> Answer<Vec<u8>> {
+        match self.answer_to(id)? {
+            (HANDLE, answer) => Ok(Reader::new(&answer).bytes()?.to_vec()),
+            (kind, _) => Err(unexpected(kind)),
+        }
+    }
+
+    /// Asks to close a handle without waiting; `closed` takes the answer.
+    pub fn queue_close(&mut self, handle: &[u8]) -> u32 {
+        let mut body = Vec::new();
+        put_bytes(&mut body, handle);
+        self.queue(CLOSE, &body)
+    }
+
+    /// Whether the answer to request `id` has come already (asking for it will not wait).
+    pub fn has_answer(&self, id: u32) -> bool {
+        self.early.contains_key(&id)
+    }
+
+    /// The answer to a `queue_close` request.
+    pub fn closed(&mut self, id: u32) -> Answer<()> {
+        match self.answer_to(id)? {
+            (STATUS, _) => Ok(()),
+            (kind, _) => Err(unexpected(kind)),
+        }
     }
 
     /// Reads the file behind `handle` to its end, `expected` bytes long as far as its
@@ -279,11 +311,14 @@ impl Sftp {
                 break;
             }
             let (id, kind, answer) = self.answer()?;
-            let (_, offset, length) = in_flight
+            let Some((_, offset, length)) = in_flight
                 .iter()
                 .position(|&(asked, _, _)| asked == id)
                 .and_then(|at| in_flight.remove(at))
-                .ok_or_else(|| SftpError::Broken("answer to another request".to_string()))?;
+            else {
+                self.keep_early(id, kind, answer)?;
+                continue;
+            };
             match kind {
                 DATA => {
                     let data = Reader::new(&answer).bytes()?;
@@ -392,14 +427,40 @@ impl Sftp {
     /// status is an error; an OK status is returned as (STATUS, …).
     fn request(&mut self, kind: u8, body: &[u8]) -> Answer<(u8, Vec<u8>)> {
         let id = self.queue(kind, body);
-        let (answer_id, answer_kind, answer) = self.answer()?;
-        if answer_id != id {
-            return Err(SftpError::Broken("answer to another request".to_string()));
-        }
-        if answer_kind == STATUS {
+        self.answer_to(id)
+    }
+
+    /// The answer to request `id`, type and body; answers to other requests that come
+    /// first are kept for later. A failure status is an error; an OK status is returned as
+    /// (STATUS, …).
+    fn answer_to(&mut self, id: u32) -> Answer<(u8, Vec<u8>)> {
+        let (kind, answer) = match self.early.remove(&id) {
+            Some(early) => early,
+            None => loop {
+                let (answer_id, kind, answer) = self.answer()?;
+                if answer_id == id {
+                    break (kind, answer);
+                }
+                self.keep_early(answer_id, kind, answer)?;
+            },
+        };
+        if kind == STATUS {
             status(&answer)?;
         }
-        Ok((answer_kind, answer))
+        Ok((kind, answer))
+    }
+
+    /// Keeps an answer for a request not being waited for. One to a request never sent, or
+    /// more than a pipelined copy leaves waiting, is a server speaking nonsense.
+    fn keep_early(&mut self, id: u32, kind: u8, answer: Vec<u8>) -> Answer<()> {
+        let sent = id != 0 && id.wrapping_sub(1) < self.next_id;
+        if !sent || self.early.len() >= 1024 || self.early.contains_key(&id) {
+            return Err(SftpError::Broken(
+                "answer to a request never sent".to_string(),
+            ));
+        }
+        self.early.insert(id, (kind, answer));
+        Ok(())
     }
 
     /// Queues a request (written out before the next answer is awaited); returns its id.
@@ -785,7 +846,46 @@ mod tests {
             .unwrap();
         assert_eq!(read.unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
         assert_eq!(writes, 1, "no write after the first failed");
-        assert_eq!(sftp.close_handle(b"h"), Ok(()));
+        let close = sftp.queue_close(b"h");
+        assert_eq!(sftp.closed(close), Ok(()));
+    }
+
+    /// An answer that comes before the one awaited (the next file's open, while this file's
+    /// reads are answered) is kept for when it is asked for.
+    #[test]
+    fn answers_out_of_order_are_kept_for_their_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut handle = Vec::new();
+        put_bytes(&mut handle, b"h2");
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                // 1: open (queued), 2: the read of another handle, 3: EOF read.
+                answer(DATA, 2, &data(b"abc")),
+                answer(HANDLE, 1, &handle),
+                answer(STATUS, 3, &status_body(FX_EOF)),
+            ],
+        );
+        let opening = sftp.queue_open_read(b"/c/next");
+        let mut got = Vec::new();
+        let length = sftp
+            .read_file(b"h1", 3, |_, bytes| {
+                got.extend_from_slice(bytes);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!((length, &got[..]), (3, &b"abc"[..]));
+        assert!(sftp.has_answer(opening));
+        assert_eq!(sftp.opened(opening).unwrap(), b"h2");
+    }
+
+    #[test]
+    fn an_answer_to_a_request_never_sent_is_a_broken_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sftp = scripted(dir.path(), &[answer(STATUS, 7, &status_body(FX_OK))]);
+        let close = sftp.queue_close(b"h");
+        assert!(matches!(sftp.closed(close), Err(SftpError::Broken(_))));
     }
 
     #[test]
