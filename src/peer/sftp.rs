@@ -7,8 +7,9 @@
 //!
 //! SFTP version 3 (draft-ietf-secsh-filexfer-02), which every OpenSSH server speaks. Packets
 //! are `uint32 length, byte type, payload`; every request carries an id that its answer
-//! repeats. Requests are sent one at a time, except the reads of a file, which are many in
-//! flight at once.
+//! repeats. Most requests wait for their answer; a copy keeps many reads in flight and sends
+//! the next file's open and this file's close along with them, and an answer that comes while
+//! another is awaited is kept until asked for.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
