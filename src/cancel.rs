@@ -5,15 +5,15 @@
 //! peerstage at once, as the first one used to.
 //!
 //! The signals are blocked in every thread and taken by one thread of their own with
-//! sigwait(2), so no code runs in a signal handler. Children get the default signal mask back
-//! when they start (std resets it), so they still die of the signals sent to them.
+//! sigwait(2), so no code runs in a signal handler. Children would inherit that mask (std
+//! does not reset it); `process` clears it in each child before exec, so they still die of
+//! the signals sent to them.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::{killpg, SigSet, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::Error;
 
@@ -21,7 +21,7 @@ use crate::error::Error;
 static CANCELED_BY: AtomicI32 = AtomicI32::new(0);
 
 /// The process groups of the children running now, to be ended on a cancel.
-static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Blocks the cancelling signals in this thread, and so in every thread it starts later, and
 /// starts the thread that waits for them. To be called once, before any other thread starts.
@@ -68,44 +68,29 @@ pub fn check() -> Result<(), Error> {
 
 /// Counts a child (the leader of its own process group) as running.
 pub(crate) fn track(pid: u32) {
-    if let (Ok(pid), Ok(mut groups)) = (i32::try_from(pid), GROUPS.lock()) {
+    if let Ok(mut groups) = GROUPS.lock() {
         groups.push(pid);
     }
 }
 
 /// A child that has been waited for.
 pub(crate) fn untrack(pid: u32) {
-    if let (Ok(pid), Ok(mut groups)) = (i32::try_from(pid), GROUPS.lock()) {
+    if let Ok(mut groups) = GROUPS.lock() {
         groups.retain(|&group| group != pid);
     }
 }
 
-/// SIGTERM to every child's group, again every 20 ms (see `process::terminate_groups`)
-/// until their owners have waited for them all, then SIGKILL for any left after 2 s.
+/// Ends every child's group the way a deadline does (`process::terminate_groups`: SIGTERM
+/// every 20 ms, SIGKILL after 2 s), until their owners have waited for them all.
 fn end_children() {
-    let give_up = Instant::now() + Duration::from_secs(2);
     let running = || {
         GROUPS
             .lock()
             .map(|groups| groups.clone())
             .unwrap_or_default()
     };
-    loop {
-        let groups = running();
-        if groups.is_empty() {
-            return;
-        }
-        let signal = if Instant::now() < give_up {
-            Signal::SIGTERM
-        } else {
-            Signal::SIGKILL
-        };
-        for group in groups {
-            let _ = killpg(Pid::from_raw(group), signal);
-        }
-        if signal == Signal::SIGKILL {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::process::terminate_groups(&running(), |until| {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        running().is_empty()
+    });
 }

@@ -293,6 +293,15 @@ impl Drop for Background {
     }
 }
 
+/// The last non-empty line of what a child said, trimmed ("" when it said nothing): ssh's
+/// reason comes last.
+pub fn last_line(said: &str) -> &str {
+    said.lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or("")
+}
+
 /// A child started with `Cmd::spawn_piped`.
 pub struct Piped {
     pub child: std::process::Child,
@@ -315,7 +324,7 @@ impl Piped {
     }
 
     /// What the child has said on stderr so far.
-    pub fn said(&self) -> String {
+    fn said(&self) -> String {
         std::fs::read(&self.stderr_file)
             .map(|said| String::from_utf8_lossy(&said).into_owned())
             .unwrap_or_default()
@@ -382,8 +391,8 @@ fn unblock_signals() -> io::Result<()> {
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
 }
 
-/// For children that stay in our process group (remote commands with our terminal, hooks):
-/// only the signal mask is reset, so that Ctrl-C reaches them as it reaches us.
+/// For children that stay in our process group (remote commands with our terminal): only
+/// the signal mask is reset, so that Ctrl-C reaches them as it reaches us.
 pub(crate) fn with_signals_unblocked(command: &mut std::process::Command) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls (pthread_sigmask).
@@ -420,7 +429,7 @@ fn terminate(handle: &duct::Handle) {
 
 /// `terminate` for the process groups led by `pids`; `wait_until` waits for the child until
 /// the instant given and says whether it has exited.
-fn terminate_groups(pids: &[u32], mut wait_until: impl FnMut(Instant) -> bool) {
+pub(crate) fn terminate_groups(pids: &[u32], mut wait_until: impl FnMut(Instant) -> bool) {
     use nix::sys::signal::{killpg, Signal};
     use std::time::Duration;
     let groups: Vec<_> = pids

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::fsutil::ScratchDir;
 use crate::ownership::Ownership;
-use crate::process::{Background, Cmd};
+use crate::process::{last_line, Background, Cmd};
 
 use super::sftp::{Sftp, SftpError};
 
@@ -179,14 +179,7 @@ fn no_answer(destination: &str, started: Instant) -> Error {
     ))
 }
 
-fn last_line(said: &str) -> &str {
-    said.lines()
-        .map(str::trim)
-        .rfind(|line| !line.is_empty())
-        .unwrap_or("")
-}
-
-fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
+pub(super) fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
     let mut path = OsString::from("ControlPath=");
     path.push(socket);
     vec![
@@ -261,11 +254,11 @@ pub(super) fn same_connection(rcp: &Cmd, rsh: &Cmd) -> bool {
     }
 }
 
-/// Every flag of an scp command line (connection options included); None when its words
-/// cannot be read as options.
+/// Every flag of an scp command line in order (connection options included); None when its
+/// words cannot be read as options.
 pub(super) fn scp_flags(rcp: &Cmd) -> Option<Vec<char>> {
     Some(
-        connection_options(rcp, SCP_VALUE_FLAGS, Some)?
+        options(rcp, SCP_VALUE_FLAGS, Some)?
             .into_iter()
             .map(|(flag, _)| flag)
             .collect(),
@@ -275,6 +268,18 @@ pub(super) fn scp_flags(rcp: &Cmd) -> Option<Vec<char>> {
 /// The options of a command line that decide where and how it connects, normalised and
 /// sorted; None when the words cannot be read as options (then nothing is assumed).
 fn connection_options(
+    cmd: &Cmd,
+    takes_value: &str,
+    keep: impl Fn(char) -> Option<char>,
+) -> Option<Vec<(char, String)>> {
+    let mut kept = options(cmd, takes_value, keep)?;
+    kept.sort();
+    Some(kept)
+}
+
+/// The options of a command line, in order, each kept (under the name `keep` gives it) with
+/// its value; None when the words cannot be read as options.
+fn options(
     cmd: &Cmd,
     takes_value: &str,
     keep: impl Fn(char) -> Option<char>,
@@ -302,7 +307,6 @@ fn connection_options(
             }
         }
     }
-    kept.sort();
     Some(kept)
 }
 

@@ -204,14 +204,7 @@ impl RemotePeer {
             return Ok(Vec::new());
         }
         if self.options.dry_run {
-            let mut path = std::ffi::OsString::from("ControlPath=");
-            path.push(dry_run_socket());
-            return Ok(vec![
-                "-o".into(),
-                path,
-                "-o".into(),
-                "ControlMaster=no".into(),
-            ]);
+            return Ok(super::mux::control_options(&dry_run_socket(), "no"));
         }
         let mux = self.mux.get_or_init(|| {
             self.check_canceled()?;
@@ -795,37 +788,37 @@ impl RemotePeer {
         Ok(Listed::Files(listed))
     }
 
-    /// Compares what arrived with what the peer lists. Returns how the check went, for the
-    /// report; a mismatch is an error naming the files.
-    fn verify_arrivals(&self, incoming: &Path, listed: Option<Listed>) -> Result<String> {
+    /// Compares what arrived in `incoming` (names and sizes, as the stage found them) with
+    /// what the peer lists. Returns how the check went, for the report; a mismatch is an
+    /// error naming the files.
+    fn verify_arrivals(
+        &self,
+        incoming: &Path,
+        arrivals: Vec<(OsString, u64)>,
+        listed: Option<Listed>,
+    ) -> Result<String> {
         let mut listed = match listed {
             None => return Ok("none".to_string()),
             Some(Listed::Skipped(why)) => return Ok(why),
             Some(Listed::Files(files)) => files,
         };
         let mut problems = Vec::new();
-        for entry in fs::read_dir(incoming).map_err(|err| self.io_error(incoming, &err))? {
-            let entry = entry.map_err(|err| self.io_error(incoming, &err))?;
-            let name = entry.file_name();
+        for (name, staged) in arrivals {
             // Quoted and escaped: a name may hold a newline, and the error is one line.
             let shown = format!("{name:?}");
             let Some((size, digest)) = listed.remove(&name) else {
                 problems.push(format!("{shown} (not on the peer)"));
                 continue;
             };
-            let staged = entry
-                .metadata()
-                .map_err(|err| self.io_error(&entry.path(), &err))?
-                .len();
             if staged != size {
                 problems.push(format!(
                     "{shown} ({size} bytes on the peer, {staged} staged)"
                 ));
             } else if self.options.verify == Verify::Sha256 {
-                let mut file = open_nofollow(&entry.path())
-                    .map_err(|err| self.io_error(&entry.path(), &err))?;
-                let ours = crate::fsutil::sha256(&mut file)
-                    .map_err(|err| self.io_error(&entry.path(), &err))?;
+                let path = incoming.join(&name);
+                let mut file = open_nofollow(&path).map_err(|err| self.io_error(&path, &err))?;
+                let ours =
+                    crate::fsutil::sha256(&mut file).map_err(|err| self.io_error(&path, &err))?;
                 let ours: String = ours.iter().map(|byte| format!("{byte:02x}")).collect();
                 if ours.as_bytes() != digest.as_slice() {
                     problems.push(format!("{shown} (SHA-256 differs)"));
@@ -1038,7 +1031,8 @@ impl Peer for RemotePeer {
             ));
             return Ok(StageReport::default());
         }
-        remove_debris(target_dir);
+        // Only a target that already holds something can have a directory in a file's way.
+        let crowded = remove_debris(target_dir);
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
         let mut incoming = self.scratch_dir(target_dir)?;
@@ -1056,6 +1050,7 @@ impl Peer for RemotePeer {
         }
         report.skipped = copied.skipped;
         // Every arrival gets its final owner and mode while still private.
+        let mut arrivals = Vec::new();
         for entry in
             fs::read_dir(incoming.path()).map_err(|err| self.io_error(incoming.path(), &err))?
         {
@@ -1072,7 +1067,9 @@ impl Peer for RemotePeer {
                     arrived.display()
                 )));
             }
-            check_not_dir(&self.config.name, &target_dir.join(&name))?;
+            if crowded {
+                check_not_dir(&self.config.name, &target_dir.join(&name))?;
+            }
             // Nothing to set is the common case of a single stage: no open per file for it.
             if *perms != Perms::default() {
                 let file = open_nofollow(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
@@ -1086,6 +1083,7 @@ impl Peer for RemotePeer {
             }
             report.files += 1;
             report.bytes += meta.size();
+            arrivals.push((name, meta.size()));
         }
         if report.files == 0 {
             return Err(Error::failed(format!(
@@ -1098,7 +1096,7 @@ impl Peer for RemotePeer {
             Some(Listing::Running(running)) => Some(self.parse_listing(self.finish(*running)?)?),
             None => None,
         };
-        report.verified = self.verify_arrivals(incoming.path(), listed)?;
+        report.verified = self.verify_arrivals(incoming.path(), arrivals, listed)?;
         commit_incoming(&self.config.name, incoming.path(), target_dir)?;
         Ok(report)
     }
@@ -1430,29 +1428,13 @@ fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
 
 /// The protocol the rcp command's flags ask for (scp's -O or -s), if any.
 fn protocol_flag(rcp: &Cmd) -> Option<ScpProtocol> {
-    let mut words = rcp.get_args().iter().filter_map(|arg| arg.to_str());
-    let mut skip_value = false;
-    for word in words.by_ref() {
-        if skip_value {
-            skip_value = false;
-            continue;
-        }
-        let Some(flags) = word.strip_prefix('-') else {
-            continue;
-        };
-        for (i, flag) in flags.char_indices() {
-            match flag {
-                'O' => return Some(ScpProtocol::Legacy),
-                's' => return Some(ScpProtocol::Sftp),
-                'c' | 'D' | 'F' | 'i' | 'J' | 'l' | 'o' | 'P' | 'S' | 'X' => {
-                    skip_value = i + 1 == flags.len();
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
-    None
+    super::mux::scp_flags(rcp)?
+        .into_iter()
+        .find_map(|flag| match flag {
+            'O' => Some(ScpProtocol::Legacy),
+            's' => Some(ScpProtocol::Sftp),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

@@ -160,9 +160,9 @@ impl Sftp {
     /// The version exchange. An error here means the session is not available: the peer has
     /// no SFTP subsystem, or ssh could not run or connect (what it said is in `end`).
     pub fn handshake(&mut self) -> Answer<()> {
-        let mut init = Vec::new();
-        put_u32(&mut init, 3);
-        match self.send(INIT, &init).and_then(|()| self.receive())? {
+        // INIT carries the version where other requests carry an id.
+        self.push_packet(INIT, &3u32.to_be_bytes(), &[]);
+        match self.receive()? {
             (VERSION, _) => Ok(()),
             (kind, _) => Err(SftpError::Broken(format!(
                 "answered INIT with packet type {kind}"
@@ -181,11 +181,10 @@ impl Sftp {
         let said = self
             .child
             .close(self.deadline.map_or(until, |deadline| deadline.min(until)));
-        said.lines()
-            .map(str::trim)
-            .rfind(|line| !line.is_empty())
-            .unwrap_or("the session ended")
-            .to_string()
+        match crate::process::last_line(&said) {
+            "" => "the session ended".to_string(),
+            line => line.to_string(),
+        }
     }
 
     /// Opens `path` for reading (following a symlink, as a copy would) and closes it again:
@@ -200,11 +199,8 @@ impl Sftp {
             Err(err) => return Err(err),
         };
         let attrs = self
-            .handle_request(FSTAT, &handle)
-            .and_then(|(kind, body)| match kind {
-                ATTRS => Reader::new(&body).attrs(),
-                _ => Err(unexpected(kind)),
-            });
+            .request(FSTAT, &bytes_body(&handle))
+            .and_then(|(kind, body)| attrs_answer(kind, &body));
         let closed = self.close(&handle);
         let attrs = attrs?;
         closed?;
@@ -213,13 +209,8 @@ impl Sftp {
 
     /// The attributes of `path`, following a symlink.
     pub fn stat(&mut self, path: &[u8]) -> Answer<Attrs> {
-        let mut body = Vec::new();
-        put_bytes(&mut body, path);
-        let (kind, answer) = self.request(STAT, &body)?;
-        match kind {
-            ATTRS => Reader::new(&answer).attrs(),
-            _ => Err(unexpected(kind)),
-        }
+        let (kind, answer) = self.request(STAT, &bytes_body(path))?;
+        attrs_answer(kind, &answer)
     }
 
     /// Creates `path` empty (or truncates it) with `permissions` (less the peer's umask),
@@ -232,11 +223,7 @@ impl Sftp {
     /// Asks to open `path` for reading (following a symlink, as scp does) without waiting:
     /// the request goes out with the next ones. `opened` takes the answer.
     pub fn queue_open_read(&mut self, path: &[u8]) -> u32 {
-        let mut body = Vec::new();
-        put_bytes(&mut body, path);
-        put_u32(&mut body, FXF_READ);
-        put_u32(&mut body, 0);
-        self.queue(OPEN, &body)
+        self.queue(OPEN, &open_body(path, FXF_READ, None))
     }
 
     /// The handle a `queue_open_read` request got.
@@ -249,9 +236,7 @@ impl Sftp {
 
     /// Asks to close a handle without waiting; `closed` takes the answer.
     pub fn queue_close(&mut self, handle: &[u8]) -> u32 {
-        let mut body = Vec::new();
-        put_bytes(&mut body, handle);
-        self.queue(CLOSE, &body)
+        self.queue(CLOSE, &bytes_body(handle))
     }
 
     /// Whether the answer to request `id` has come already (asking for it will not wait).
@@ -301,8 +286,7 @@ impl Sftp {
                     }
                     None => break,
                 };
-                let mut body = Vec::with_capacity(handle.len() + 16);
-                put_bytes(&mut body, handle);
+                let mut body = bytes_body(handle);
                 body.extend_from_slice(&offset.to_be_bytes());
                 put_u32(&mut body, length);
                 let id = self.queue(READ, &body);
@@ -366,11 +350,10 @@ impl Sftp {
         dir: &[u8],
         mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
     ) -> Answer<()> {
-        let mut body = Vec::new();
-        put_bytes(&mut body, dir);
-        let handle = self.handle_answer(OPENDIR, &body)?;
+        let opening = self.queue(OPENDIR, &bytes_body(dir));
+        let handle = self.opened(opening)?;
         let listed = loop {
-            let (kind, answer) = match self.handle_request(READDIR, &handle) {
+            let (kind, answer) = match self.request(READDIR, &bytes_body(&handle)) {
                 Ok(answer) => answer,
                 Err(SftpError::Status { code: FX_EOF, .. }) => break Ok(()),
                 Err(err) => break Err(err),
@@ -388,40 +371,13 @@ impl Sftp {
     }
 
     fn open(&mut self, path: &[u8], flags: u32, permissions: Option<u32>) -> Answer<Vec<u8>> {
-        let mut body = Vec::new();
-        put_bytes(&mut body, path);
-        put_u32(&mut body, flags);
-        match permissions {
-            Some(mode) => {
-                put_u32(&mut body, ATTR_PERMISSIONS);
-                put_u32(&mut body, mode);
-            }
-            None => put_u32(&mut body, 0),
-        }
-        self.handle_answer(OPEN, &body)
+        let opening = self.queue(OPEN, &open_body(path, flags, permissions));
+        self.opened(opening)
     }
 
     fn close(&mut self, handle: &[u8]) -> Answer<()> {
-        match self.handle_request(CLOSE, handle)? {
-            (STATUS, _) => Ok(()),
-            (kind, _) => Err(unexpected(kind)),
-        }
-    }
-
-    /// A request whose answer is a handle.
-    fn handle_answer(&mut self, kind: u8, body: &[u8]) -> Answer<Vec<u8>> {
-        let (answer_kind, answer) = self.request(kind, body)?;
-        match answer_kind {
-            HANDLE => Ok(Reader::new(&answer).bytes()?.to_vec()),
-            _ => Err(unexpected(answer_kind)),
-        }
-    }
-
-    /// A request whose body is one handle.
-    fn handle_request(&mut self, kind: u8, handle: &[u8]) -> Answer<(u8, Vec<u8>)> {
-        let mut body = Vec::new();
-        put_bytes(&mut body, handle);
-        self.request(kind, &body)
+        let closing = self.queue_close(handle);
+        self.closed(closing)
     }
 
     /// Sends a request and returns its answer's type and body, without the id. A failure
@@ -468,14 +424,20 @@ impl Sftp {
     fn queue(&mut self, kind: u8, body: &[u8]) -> u32 {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
+        self.push_packet(kind, &id.to_be_bytes(), body);
+        id
+    }
+
+    /// `uint32 length, byte type, head, body` onto the outgoing requests.
+    fn push_packet(&mut self, kind: u8, head: &[u8], body: &[u8]) {
+        let length = head.len() + body.len() + 1;
         put_u32(
             &mut self.outgoing,
-            u32::try_from(body.len() + 5).unwrap_or(u32::MAX),
+            u32::try_from(length).unwrap_or(u32::MAX),
         );
         self.outgoing.push(kind);
-        put_u32(&mut self.outgoing, id);
+        self.outgoing.extend_from_slice(head);
         self.outgoing.extend_from_slice(body);
-        id
     }
 
     /// The next answer: its id, type and body.
@@ -484,16 +446,6 @@ impl Sftp {
         let id = Reader::new(&packet).u32()?;
         packet.drain(..4);
         Ok((id, kind, packet))
-    }
-
-    fn send(&mut self, kind: u8, body: &[u8]) -> Answer<()> {
-        put_u32(
-            &mut self.outgoing,
-            u32::try_from(body.len() + 1).unwrap_or(u32::MAX),
-        );
-        self.outgoing.push(kind);
-        self.outgoing.extend_from_slice(body);
-        self.flush()
     }
 
     fn flush(&mut self) -> Answer<()> {
@@ -623,12 +575,41 @@ fn each_name(answer: &[u8], each: &mut impl FnMut(&[u8], Attrs) -> Answer<()>) -
     Ok(())
 }
 
+/// An ATTRS answer's attributes.
+fn attrs_answer(kind: u8, answer: &[u8]) -> Answer<Attrs> {
+    match kind {
+        ATTRS => Reader::new(answer).attrs(),
+        _ => Err(unexpected(kind)),
+    }
+}
+
 fn unexpected(kind: u8) -> SftpError {
     SftpError::Broken(format!("unexpected answer of type {kind}"))
 }
 
 fn put_u32(buf: &mut Vec<u8>, value: u32) {
     buf.extend_from_slice(&value.to_be_bytes());
+}
+
+/// A request body that is one string: a path or a handle.
+fn bytes_body(bytes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(bytes.len() + 4);
+    put_bytes(&mut body, bytes);
+    body
+}
+
+/// OPEN's body: path, flags, and the permissions of a file it creates.
+fn open_body(path: &[u8], flags: u32, permissions: Option<u32>) -> Vec<u8> {
+    let mut body = bytes_body(path);
+    put_u32(&mut body, flags);
+    match permissions {
+        Some(mode) => {
+            put_u32(&mut body, ATTR_PERMISSIONS);
+            put_u32(&mut body, mode);
+        }
+        None => put_u32(&mut body, 0),
+    }
+    body
 }
 
 fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
