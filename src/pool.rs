@@ -410,8 +410,14 @@ impl Run<'_> {
             None
         } else {
             Some(
-                Lock::peer(&self.lock_dir, &config.name, self.options.wait)
-                    .map_err(|err| (PeerStatus::Error, err))?,
+                Lock::peer(&self.lock_dir, &config.name, self.options.wait).map_err(|err| {
+                    // Not had is E; a wait ended by Ctrl-C is A, like every canceled step.
+                    let status = match err.kind {
+                        ErrorKind::Canceled => PeerStatus::Canceled,
+                        _ => PeerStatus::Error,
+                    };
+                    (status, err)
+                })?,
             )
         };
         canceled()?;
