@@ -116,9 +116,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
         let hook = format!("sh -c 'sleep 30 & echo $! > {}; wait'", pid_file.display());
-        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_millis(500);
         let err = run(&[hook], Event::PrePeer, &[], false, Some(deadline)).unwrap_err();
         assert!(err.ends_with("timed out, killed"), "{err}");
+        // Not by waiting for the sleep to end by itself.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()

@@ -1018,26 +1018,36 @@ fn temp_debris_of_a_dead_run_is_removed_by_the_next_stage() {
 // =============================================================================================
 // 4. A peer that allows SFTP only
 
-/// `Sshd::start_with("ForceCommand internal-sftp")` cannot start: the harness's readiness
-/// probe (`ssh host true`) is refused too. So the server also listens on a second port, and
-/// only connections to that port are restricted (`Match LocalPort`).
-#[test]
-fn an_sftp_only_peer_stages_checks_and_marks_but_refuses_commands() {
-    let sftp_port = free_port();
-    let fx = remote_or_skip!(&format!(
-        "Port {sftp_port}\nMatch LocalPort {sftp_port}\n  ForceCommand internal-sftp"
-    ));
+/// A peer on a second port of the test's sshd where every session runs `force_command`:
+/// `Sshd::start_with("ForceCommand ...")` alone cannot start, as the harness's readiness
+/// probe (`ssh host true`) would be refused too, so only connections to that port are
+/// restricted (`Match LocalPort`). Its collect dir holds the samples and the collect
+/// indicator. Returns the fixture, the port, the collect dir and PEER arguments whose rcp
+/// and rsh commands use the port.
+fn restricted_peer(force_command: &str) -> Option<(Fx, u16, PathBuf, Vec<String>)> {
+    let port = free_port();
+    let fx = Fx::remote(&format!(
+        "Port {port}\nMatch LocalPort {port}\n  ForceCommand {force_command}"
+    ))?;
     let collect = fx.dir("collect");
     write_samples(&collect);
     write_file(&collect.join("cback.collect"), "");
-    let files = regular_files(&collect);
-    let port = format!("-o Port={sftp_port}");
+    let option = format!("-o Port={port}");
     let mut peer = fx.remote_peer(
         &collect,
-        &format!("{SCP} -F {} {port} -B -q -C", fx.ssh_config()),
+        &format!("{SCP} -F {} {option} -B -q -C", fx.ssh_config()),
     );
     let rsh = peer.iter().position(|a| a == "--rsh-command").expect("rsh") + 1;
-    peer[rsh] = format!("{} {port}", fx.rsh());
+    peer[rsh] = format!("{} {option}", fx.rsh());
+    Some((fx, port, collect, peer))
+}
+
+#[test]
+fn an_sftp_only_peer_stages_checks_and_marks_but_refuses_commands() {
+    let Some((fx, sftp_port, collect, peer)) = restricted_peer("internal-sftp") else {
+        return;
+    };
+    let files = regular_files(&collect);
     // Make sure the restriction is real: a plain ssh command is refused on that port.
     let direct = run(Command::new(SSH)
         .args(["-F", &fx.ssh_config(), "-o", &format!("Port={sftp_port}")])
@@ -1671,20 +1681,9 @@ impl Drop for Silent {
 /// the SFTP session's requests wait no longer than --timeout, and the peer is unreachable.
 #[test]
 fn a_peer_whose_sessions_hang_times_out_over_sftp() {
-    let hung_port = free_port();
-    let fx = remote_or_skip!(&format!(
-        "Port {hung_port}\nMatch LocalPort {hung_port}\n  ForceCommand sleep 60"
-    ));
-    let collect = fx.dir("collect");
-    write_samples(&collect);
-    write_file(&collect.join("cback.collect"), "");
-    let port = format!("-o Port={hung_port}");
-    let mut peer = fx.remote_peer(
-        &collect,
-        &format!("{SCP} -F {} {port} -B -q -C", fx.ssh_config()),
-    );
-    let rsh = peer.iter().position(|a| a == "--rsh-command").expect("rsh") + 1;
-    peer[rsh] = format!("{} {port}", fx.rsh());
+    let Some((fx, _, collect, peer)) = restricted_peer("sleep 60") else {
+        return;
+    };
     for sub in ["check", "mark"] {
         let what = format!("{sub} on a peer whose sessions hang");
         fx.run(&[sub], &strings(&["--timeout", "3"]), &peer, &[])

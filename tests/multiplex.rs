@@ -119,6 +119,39 @@ fn without_multiplexing_every_step_logs_in_again() {
     );
 }
 
+/// The shared connection and its socket dir go at the end of a peer that failed too.
+#[test]
+fn the_shared_connection_is_closed_when_a_peer_fails() {
+    let sshd = sshd_or_skip!();
+    let base = tempdir();
+    let config = remote_pool(&sshd, base.path(), &["fails-a"], &sshd.rcp_command());
+    // Ready, reachable, and failing in the copy: a symlink to nothing fails it, as with scp.
+    std::os::unix::fs::symlink(
+        base.path().join("nowhere"),
+        base.path().join("collect/fails-a/dangling.tar"),
+    )
+    .expect("symlink");
+    let tmp = mkdir(&base.path().join("tmp"));
+    let out = run_pool(&config, &tmp, &[]);
+    out.expect_code(1, "pool run whose peer fails mid-stage");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
+    assert_eq!(report["peers"][0]["status"], "E", "{}", out.describe());
+    assert!(
+        list_dir(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        list_dir(&tmp)
+    );
+    let masters: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|line| line.contains(&p(&tmp)))
+        .collect();
+    assert!(masters.is_empty(), "still running: {masters:?}");
+}
+
 #[test]
 fn an_rcp_option_the_session_cannot_honour_leaves_the_copy_to_scp() {
     let sshd = sshd_or_skip!();

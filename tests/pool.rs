@@ -989,10 +989,11 @@ fn a_failing_managed_action_fails_only_that_peer() {
 // ---------------------------------------------------------------------------------------------
 // 5: locks
 
-#[test]
-fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
-    let fx = fixture_or_skip!(false);
-    let collect = fx.ready("slow");
+/// A pool of one local peer `name` and its first run, returned once it holds the run and
+/// peer locks, which it keeps while its pre_peer hook sleeps `seconds` (the hook of any
+/// later run passes at once). Also returns the config.
+fn first_run_holding_the_locks(fx: &Fx, name: &str, seconds: u32) -> (PathBuf, Child) {
+    let collect = fx.ready(name);
     let started = fx.base().join("started");
     let config = fx.write_config(
         "pool.toml",
@@ -1001,19 +1002,26 @@ fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
             &hook(
                 "pre_peer",
                 &[format!(
-                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; sleep 3'",
+                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; sleep {seconds}'",
                     p(&started)
                 )],
             ),
-            &[local_peer("slow", &collect, "")],
+            &[local_peer(name, &collect, "")],
         ),
     );
-    let config_s = p(&config);
-    let mut first = spawn(
-        &["run", "--config", &config_s, "--date", DATE, "--quiet"],
+    let first = spawn(
+        &["run", "--config", &p(&config), "--date", DATE, "--quiet"],
         fx.base(),
     );
     wait_for_file(&started, "first run's pre_peer hook");
+    (config, first)
+}
+
+#[test]
+fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
+    let fx = fixture_or_skip!(false);
+    let (config, mut first) = first_run_holding_the_locks(&fx, "slow", 3);
+    let config_s = p(&config);
     let holder = first.id();
 
     // `locks` lists the run lock and the peer lock as held by the first run.
@@ -1233,25 +1241,8 @@ echo woke > {woke}"#,
 #[test]
 fn sigterm_ends_a_run_waiting_for_the_lock() {
     let fx = fixture_or_skip!(false);
-    let collect = fx.ready("held");
-    let started = fx.base().join("started");
-    let config = fx.write_config(
-        "pool.toml",
-        &fx.toml(
-            "",
-            &hook(
-                "pre_peer",
-                &[format!(
-                    "sh -c 'test -e {0} && exit 0; echo $$ > {0}; sleep 2'",
-                    p(&started)
-                )],
-            ),
-            &[local_peer("held", &collect, "")],
-        ),
-    );
+    let (config, mut first) = first_run_holding_the_locks(&fx, "held", 2);
     let config_s = p(&config);
-    let mut first = spawn(&["run", "--config", &config_s, "--date", DATE], fx.base());
-    wait_for_file(&started, "first run's pre_peer hook");
     let waiter_dir = mkdir(&fx.base().join("waiter"));
     let mut waiter = spawn(
         &["run", "--config", &config_s, "--date", DATE, "--wait"],
