@@ -113,13 +113,21 @@ _peerstage() {
 
     case "${cmd}" in
         peerstage)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version stage check mark exec action run status config locks generate help"
+            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version stage check mark exec action run status config locks generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -139,7 +147,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__action)
-            opts="-v -q -n -h -V --full --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --full --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,6 +201,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -209,7 +225,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__check)
-            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,6 +283,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -283,13 +307,21 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version check show help"
+            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -309,7 +341,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__check)
-            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -324,6 +356,14 @@ _peerstage() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -399,7 +439,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__show)
-            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -414,6 +454,14 @@ _peerstage() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -433,7 +481,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__exec)
-            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -487,6 +535,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -503,13 +559,21 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__generate)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -725,7 +789,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__locks)
-            opts="-c -v -q -n -h -V --config --json --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -v -q -n -h -V --config --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -740,6 +804,14 @@ _peerstage() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -759,7 +831,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__mark)
-            opts="-v -q -n -h -V --indicator --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -825,6 +897,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -841,7 +921,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__run)
-            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -875,6 +955,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -891,7 +979,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__stage)
-            opts="-v -q -n -h -V --target --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --target --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -957,6 +1045,14 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
@@ -973,7 +1069,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__status)
-            opts="-c -v -q -n -h -V --config --only --json --verbose --quiet --dry-run --timeout --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -v -q -n -h -V --config --only --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -992,6 +1088,14 @@ _peerstage() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-entries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_peerstage_global_optspecs
-    string join \n v/verbose q/quiet n/dry-run timeout= verify= no-multiplex lock-dir= h/help V/version
+    string join \n v/verbose q/quiet n/dry-run timeout= idle-timeout= max-entries= verify= no-multiplex lock-dir= h/help V/version
 end
 
 function __fish_peerstage_needs_command
@@ -25,6 +25,8 @@ function __fish_peerstage_using_subcommand
 end
 
 complete -c peerstage -n "__fish_peerstage_needs_command" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_needs_command" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_needs_command" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_needs_command" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -61,6 +63,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l cback-comm
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l peer -d 'Name of the peer in --config' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -85,6 +89,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l cback-comm
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l peer -d 'Name of the peer in --config' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -111,6 +117,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l cback-comma
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l peer -d 'Name of the peer in --config' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -134,6 +142,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l cback-comma
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l peer -d 'Name of the peer in --config' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -157,6 +167,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l cback-com
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l peer -d 'Name of the peer in --config' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -174,6 +186,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand run" -s j -l jobs -d
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l date -d 'Stage into this day\'s directory instead of today\'s' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l only -d 'Stage only this peer (repeatable)' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -191,6 +205,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand run" -s V -l version
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l only -d 'Only this peer (repeatable)' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -203,6 +219,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l no-multip
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s h -l help -d 'Print help'
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -218,6 +236,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fi
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -230,6 +250,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_s
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -245,6 +267,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_s
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s c -l config -d 'Use the lock dir of this config file [default: the default lock dir]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
@@ -257,6 +281,8 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l no-multipl
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s h -l help -d 'Print help'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_using_subcommand generate" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand generate" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
+complete -c peerstage -n "__fish_peerstage_using_subcommand generate" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand generate" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"

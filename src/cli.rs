@@ -45,6 +45,17 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
+    /// Give up on a peer (as unreachable) when a step of staging it moves no byte for this
+    /// long; 0 turns the check off. Managed actions and exec are not watched [default: the
+    /// config's idle_timeout, else 300]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+
+    /// The most entries a peer's collect dir may list; a peer that lists more fails, and
+    /// nothing of it is staged [default: the config's max_entries, else 100000]
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_entries: Option<u64>,
+
     /// How staged files are checked against the peer's: none, size (names and sizes), or
     /// sha256 (contents too) [default: the config's verify, else size]
     #[arg(long, global = true, value_name = "MODE", value_parser = ["none", "size", "sha256"])]

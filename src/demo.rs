@@ -86,6 +86,8 @@ pub fn prepare() -> Result<Config> {
         lock_dir: Some(root.join("locks")),
         jobs: None,
         timeout: None,
+        idle_timeout: None,
+        max_entries: None,
         multiplex: true,
         verify: None,
         hooks: HookConfig::default(),

@@ -224,9 +224,11 @@ impl DirFd {
         Ok(DirEntries { dir })
     }
 
-    /// Opens `name` for reading without following a symlink.
+    /// Opens `name` for reading without following a symlink and without blocking: a fifo
+    /// or device swapped in for a listed file since the dir was read would otherwise hold
+    /// the open forever. The caller checks with fstat what it got.
     pub fn open_file(&self, name: &OsStr) -> io::Result<File> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let fd =
             nix::fcntl::openat(&self.fd, name, flags, Mode::empty()).map_err(io::Error::from)?;
         Ok(File::from(fd))
@@ -259,6 +261,12 @@ impl DirFd {
         } else {
             EntryKind::Other
         })
+    }
+
+    /// The owner (uid) of the dir itself.
+    pub fn owner(&self) -> io::Result<u32> {
+        let stat = nix::sys::stat::fstat(&self.fd).map_err(io::Error::from)?;
+        Ok(stat.st_uid)
     }
 
     /// Renames `name` in this dir to the same name in `target`, replacing whatever is there
@@ -327,28 +335,62 @@ pub fn born_with(mode: u32) -> Option<u32> {
 }
 
 /// Copies the first `len` bytes of `input` to `output` in the kernel: copy_file_range(2)
-/// with the length known from the caller's fstat, so a small file takes one call, where
-/// io::copy would stat both files again and call once more to see the end. Falls back to
-/// io::copy where the kernel cannot (another file system type, an old kernel). Returns the
-/// bytes copied: fewer than `len` if the file shrank meanwhile.
-pub fn copy_contents(input: &mut File, output: &mut File, len: u64) -> io::Result<u64> {
+/// with the length known from the caller's fstat, where io::copy would stat both files again
+/// and call once more to see the end. In pieces of 8 MiB, each counted into `moved` (a
+/// watchdog tells a stalled copy from a slow one by it). Falls back to read and write where
+/// the kernel cannot (another file system type, an old kernel). Returns the bytes copied:
+/// fewer than `len` if the file shrank meanwhile, never more.
+pub fn copy_contents(
+    input: &mut File,
+    output: &mut File,
+    len: u64,
+    moved: &AtomicU64,
+) -> io::Result<u64> {
     use nix::errno::Errno;
+    const PIECE: u64 = 8 << 20;
     let mut copied = 0u64;
     while copied < len {
-        let chunk = usize::try_from(len - copied)
-            .unwrap_or(usize::MAX)
-            .min(1 << 30);
+        let chunk = usize::try_from((len - copied).min(PIECE)).unwrap_or(usize::MAX);
         match nix::fcntl::copy_file_range(&*input, None, &*output, None, chunk) {
             Ok(0) => return Ok(copied),
-            Ok(n) => copied += n as u64,
+            Ok(n) => {
+                copied += n as u64;
+                moved.fetch_add(n as u64, Ordering::Relaxed);
+            }
             Err(Errno::EINTR) => {}
             Err(
                 Errno::EXDEV | Errno::ENOSYS | Errno::EINVAL | Errno::EOPNOTSUPP | Errno::EPERM,
             ) if copied == 0 => {
-                return io::copy(&mut io::Read::take(&mut *input, len), output);
+                return copy_by_hand(input, output, len, moved);
             }
             Err(err) => return Err(err.into()),
         }
+    }
+    Ok(copied)
+}
+
+fn copy_by_hand(
+    input: &mut File,
+    output: &mut File,
+    len: u64,
+    moved: &AtomicU64,
+) -> io::Result<u64> {
+    use io::{Read, Write};
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut copied = 0u64;
+    while copied < len {
+        let want = usize::try_from(len - copied)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let count = match input.read(&mut buffer[..want]) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        output.write_all(&buffer[..count])?;
+        copied += count as u64;
+        moved.fetch_add(count as u64, Ordering::Relaxed);
     }
     Ok(copied)
 }

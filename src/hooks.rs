@@ -58,7 +58,10 @@ pub fn run(
         let running = Running::start_expression(&expression)
             .map_err(|err| format!("{} hook {line:?}: cannot run: {err}", event.as_str()))?;
         let output = running
-            .finish(deadline)
+            .finish(crate::limits::Limits {
+                deadline,
+                idle: None,
+            })
             .map_err(|err| format!("{} hook {line:?}: {err}", event.as_str()))?;
         if output.timed_out {
             return Err(format!(

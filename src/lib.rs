@@ -11,8 +11,10 @@ pub mod date;
 mod demo;
 pub mod docs;
 pub mod error;
+pub mod escape;
 pub mod fsutil;
 pub mod hooks;
+pub mod limits;
 pub mod lock;
 pub mod ownership;
 pub mod peer;
@@ -48,7 +50,7 @@ pub fn run() -> i32 {
     }
 }
 
-/// `peerstage: warning: ...` lines on stderr; -v and -q move the level, RUST_LOG overrides.
+/// `peerstage: warning: ...` lines on stderr, control characters escaped; -v and -q move the level, RUST_LOG overrides.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -66,7 +68,9 @@ fn init_logging(verbose: u8, quiet: bool) {
                 log::Level::Debug => "debug",
                 log::Level::Trace => "trace",
             };
-            writeln!(buf, "peerstage: {level}: {}", record.args())
+            // Messages carry text from peers: one line each, whatever a peer sent.
+            let message = record.args().to_string();
+            writeln!(buf, "peerstage: {level}: {}", escape::escape(&message))
         })
         .init();
 }

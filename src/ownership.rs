@@ -96,7 +96,12 @@ fn resolve_group(group: &str, whole: &str) -> Result<u32> {
     }
 }
 
-/// A permission mode such as `0640`: octal digits only, at most `07777`.
+/// The set-uid, set-gid and sticky bits. No staged file ever carries them, whatever its
+/// source had or the rcp command kept: a user who can write into a collect dir would
+/// otherwise get a set-uid program owned by root (or the backup user) out of a stage.
+pub const SET_ID_BITS: u32 = 0o7000;
+
+/// A permission mode such as `0640`: octal digits only, at most `0777` (see `SET_ID_BITS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode(pub u32);
 
@@ -110,7 +115,10 @@ impl Mode {
             None
         };
         match value {
-            Some(mode) if mode <= 0o7777 => Ok(Mode(mode)),
+            Some(mode) if mode & SET_ID_BITS != 0 && mode <= 0o7777 => Err(Error::usage(format!(
+                "mode {text:?}: set-uid, set-gid and sticky bits are never given to staged files or indicators (use at most 0777)"
+            ))),
+            Some(mode) if mode <= 0o777 => Ok(Mode(mode)),
             _ => Err(Error::usage(format!(
                 "mode {text:?}: expected an octal mode such as 0640"
             ))),
@@ -136,8 +144,9 @@ pub struct Perms {
 }
 
 impl Perms {
-    /// Applies owner, then mode: chown clears set-id bits, so the mode must come last.
-    /// `fallback_mode` is used when no mode was asked for (a copied file keeps its source's).
+    /// Applies owner, then mode: chown may clear set-id bits (and some file systems keep
+    /// them), so the mode comes last and is the one the file ends with. `fallback_mode` is
+    /// used when no mode was asked for (a copied file keeps its source's, less `SET_ID_BITS`).
     pub fn apply(&self, file: &File, fallback_mode: Option<Mode>) -> Result<(), String> {
         if let Some(owner) = self.owner {
             owner
@@ -214,8 +223,12 @@ mod tests {
     fn parses_octal_modes() {
         assert_eq!(Mode::parse("0640").unwrap(), Mode(0o640));
         assert_eq!(Mode::parse("640").unwrap(), Mode(0o640));
-        assert_eq!(Mode::parse("04755").unwrap(), Mode(0o4755));
+        assert_eq!(Mode::parse("0777").unwrap(), Mode(0o777));
         assert_eq!(Mode(0o640).to_string(), "0640");
+        for set_id in ["04755", "2750", "1777", "07777"] {
+            let err = Mode::parse(set_id).unwrap_err();
+            assert!(err.message.contains("set-uid"), "{set_id}: {}", err.message);
+        }
         for bad in ["", "0999", "abc", "-640", "0o640", "177777", " 640"] {
             assert!(Mode::parse(bad).is_err(), "{bad}");
         }

@@ -39,6 +39,10 @@ pub struct RunOptions {
     /// Show progress on stderr (a terminal, and not --json).
     pub progress: bool,
     pub timeout: Option<Duration>,
+    /// How long a step of staging a peer may go without moving a byte.
+    pub idle: Option<Duration>,
+    /// The most entries a collect dir may list.
+    pub max_entries: u64,
     /// Overrides the config's lock dir (--lock-dir).
     pub lock_dir: Option<PathBuf>,
     /// Share one ssh connection per remote peer (unless the config or --no-multiplex says no).
@@ -377,7 +381,12 @@ impl Run<'_> {
                     "IGNORED",
                     if result.ignored { "1" } else { "0" }.to_string(),
                 ),
-                ("MESSAGE", result.message.clone().unwrap_or_default()),
+                // It may quote what the peer said: escaped like every line we print.
+                (
+                    "MESSAGE",
+                    crate::escape::escape(result.message.as_deref().unwrap_or_default())
+                        .into_owned(),
+                ),
             ]);
             if let Err(cause) = hooks::run(
                 &self.config.hooks.post_peer,
@@ -439,6 +448,8 @@ impl Run<'_> {
             PeerOptions {
                 dry_run: self.options.dry_run,
                 deadline,
+                idle: self.options.idle,
+                max_entries: self.options.max_entries,
                 multiplex: self.options.multiplex && self.config.multiplex,
                 verify: self
                     .options

@@ -10,9 +10,12 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::limits::{Expired, Limits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
@@ -25,9 +28,13 @@ pub struct Cmd {
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
+    /// What it said on stderr: the beginning and the end when it said a lot.
     pub stderr: String,
-    /// True when the child was killed because its deadline passed.
+    /// True when the child was killed because a limit passed (`expired` says which).
     pub timed_out: bool,
+    pub expired: Option<Expired>,
+    /// It printed more on stdout than was kept.
+    pub stdout_cut: bool,
 }
 
 impl Finished {
@@ -135,26 +142,45 @@ impl Cmd {
         Some(words.join(" "))
     }
 
-    /// Runs the command with stdin closed and both outputs captured, killing it when the
-    /// deadline passes. A spawn failure (program vanished, not executable) is an `io::Error`;
-    /// a non-zero exit is not, the caller decides what it means.
-    pub fn run(&self, deadline: Option<Instant>) -> io::Result<Finished> {
-        self.start()?.finish(deadline)
+    /// Runs the command with stdin closed and both outputs captured, killing it when a limit
+    /// passes. A spawn failure (program vanished, not executable) is an `io::Error`; a
+    /// non-zero exit is not, the caller decides what it means.
+    pub fn run(&self, limits: Limits) -> io::Result<Finished> {
+        self.start()?.finish(limits)
     }
 
     /// Starts the command like `run` does, to be finished later, so that it can run while
-    /// something else does. Dropped unfinished, it is killed.
+    /// something else does. Dropped unfinished, it is killed. Its stdout is kept up to
+    /// `STDOUT_LIMIT` bytes.
     pub fn start(&self) -> io::Result<Running> {
+        self.start_capped(STDOUT_LIMIT)
+    }
+
+    /// `start`, keeping at most `stdout_limit` bytes of stdout (what a peer prints is not
+    /// ours to hold without bound); `Finished::stdout_cut` says when there was more.
+    pub fn start_capped(&self, stdout_limit: usize) -> io::Result<Running> {
         log::debug!("running: {self}");
-        Running::start_expression(
-            &self
-                .expression()
-                .stdin_null()
-                .stdout_capture()
-                .stderr_capture()
-                .unchecked()
-                .before_spawn(own_process_group),
-        )
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let expression = self
+            .expression()
+            .stdin_null()
+            .stdout_file(stdout_write)
+            .stderr_file(stderr_write)
+            .unchecked()
+            .before_spawn(own_process_group);
+        let mut running = Running::start_expression(&expression)?;
+        // Our copies of the write ends go with the expression, so the readers see the end
+        // of the output when the child and what it started are gone.
+        drop(expression);
+        running.stdout = Some(Capture::start(stdout_read, stdout_limit, 0, &running.moved));
+        running.stderr = Some(Capture::start(
+            stderr_read,
+            STDERR_HEAD,
+            STDERR_TAIL,
+            &running.moved,
+        ));
+        Ok(running)
     }
 
     /// Starts the command in the background, in a process group of its own, with stdin and
@@ -218,6 +244,10 @@ impl Cmd {
 /// A child started with `Cmd::start`, its output being captured.
 pub struct Running {
     handle: Option<duct::Handle>,
+    stdout: Option<Capture>,
+    stderr: Option<Capture>,
+    /// Bytes of output read so far: progress, for the idle timeout.
+    moved: Arc<AtomicU64>,
 }
 
 impl Running {
@@ -228,34 +258,67 @@ impl Running {
         track(&handle);
         Ok(Running {
             handle: Some(handle),
+            stdout: None,
+            stderr: None,
+            moved: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// Waits for the child (killing it with its group when the deadline passes) and returns
-    /// what it left behind.
-    pub fn finish(mut self, deadline: Option<Instant>) -> io::Result<Finished> {
+    /// Waits for the child and returns what it left behind. Past the deadline, or when
+    /// neither it nor what it started has read, written or printed a byte for the idle
+    /// time (see `tree_io`), it is killed with its group.
+    pub fn finish(mut self, limits: Limits) -> io::Result<Finished> {
         let Some(handle) = self.handle.take() else {
             return Err(io::Error::other("child already finished"));
         };
-        let mut timed_out = false;
-        if let Some(deadline) = deadline {
-            if handle.wait_deadline(deadline)?.is_none() {
-                timed_out = true;
-                terminate(&handle);
-            }
+        let expired = self.watch(&handle, limits)?;
+        if expired.is_some() {
+            terminate(&handle);
         }
         let pids = handle.pids();
-        let output = handle.into_output();
+        let status = handle.wait().map(|output| output.status);
         for pid in pids {
             crate::cancel::untrack(pid);
         }
-        let output = output?;
+        let status = status?;
+        let (stdout, stdout_cut) = self.stdout.take().map(Capture::join).unwrap_or_default();
+        let (stderr, _) = self.stderr.take().map(Capture::join).unwrap_or_default();
         Ok(Finished {
-            status: output.status,
-            stdout: output.stdout,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            timed_out,
+            status,
+            stdout,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            timed_out: expired.is_some(),
+            expired,
+            stdout_cut,
         })
+    }
+
+    /// Waits until the child exits or a limit passes (which one, then).
+    fn watch(&self, handle: &duct::Handle, limits: Limits) -> io::Result<Option<Expired>> {
+        if limits == Limits::default() {
+            handle.wait()?;
+            return Ok(None);
+        }
+        let mut moved_at = Instant::now();
+        let mut last = None;
+        loop {
+            let tick = Instant::now() + WATCH_TICK;
+            let until = limits.until(moved_at).map_or(tick, |until| until.min(tick));
+            if handle.wait_deadline(until)?.is_some() {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if limits.idle.is_some() {
+                let io = tree_io(&handle.pids()) + self.moved.load(Ordering::Relaxed);
+                if last != Some(io) {
+                    last = Some(io);
+                    moved_at = now;
+                }
+            }
+            if let Some(expired) = limits.expired(moved_at, now) {
+                return Ok(Some(expired));
+            }
+        }
     }
 }
 
@@ -269,6 +332,139 @@ impl Drop for Running {
             untrack(&handle);
         }
     }
+}
+
+/// How often a watched child's progress is looked at.
+const WATCH_TICK: Duration = Duration::from_millis(250);
+
+/// Stdout kept of a command by default: far more than any command we run prints, except a
+/// listing, which asks for its own limit.
+const STDOUT_LIMIT: usize = 1 << 20;
+/// Stderr kept: its beginning (scp's lines about skipped entries) and its end (ssh's reason
+/// for failing comes last).
+const STDERR_HEAD: usize = 256 * 1024;
+const STDERR_TAIL: usize = 16 * 1024;
+
+/// A pipe whose ends are closed in every child but the one they are given to.
+fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// A thread reading one output of a child to its end, keeping the first `head` bytes and the
+/// last `tail`; the rest is counted and dropped, so the child never blocks on a full pipe
+/// and memory stays bounded whatever it prints.
+struct Capture {
+    thread: std::thread::JoinHandle<(Vec<u8>, bool)>,
+}
+
+impl Capture {
+    fn start(
+        fd: std::os::fd::OwnedFd,
+        head: usize,
+        tail: usize,
+        moved: &Arc<AtomicU64>,
+    ) -> Capture {
+        let moved = Arc::clone(moved);
+        let thread = std::thread::spawn(move || {
+            let mut input = std::fs::File::from(fd);
+            let mut kept = Vec::new();
+            let mut last: std::collections::VecDeque<u8> = Default::default();
+            let mut cut = false;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let count = match io::Read::read(&mut input, &mut buf) {
+                    Ok(0) => break,
+                    Ok(count) => count,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                moved.fetch_add(count as u64, Ordering::Relaxed);
+                let data = &buf[..count];
+                let room = head.saturating_sub(kept.len()).min(data.len());
+                kept.extend_from_slice(&data[..room]);
+                let rest = &data[room..];
+                if rest.is_empty() {
+                    continue;
+                }
+                if tail == 0 {
+                    cut = true;
+                    continue;
+                }
+                last.extend(rest);
+                if last.len() > tail {
+                    cut = true;
+                    last.drain(..last.len() - tail);
+                }
+            }
+            if cut && tail > 0 {
+                kept.extend_from_slice(b"\n[...]\n");
+            }
+            kept.extend(last);
+            (kept, cut)
+        });
+        Capture { thread }
+    }
+
+    /// What was kept, and whether anything was dropped.
+    fn join(self) -> (Vec<u8>, bool) {
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Bytes read and written so far (`rchar` + `wchar` of /proc/PID/io) by the processes of
+/// `roots` and their descendants, leaving out ssh clients: their transport stays busy with
+/// keepalives on a link where nothing else moves, so they would hide a stall. An scp reads
+/// from its ssh only what the peer really sent. Processes that cannot be read count nothing.
+pub fn tree_io(roots: &[u32]) -> u64 {
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut total = 0u64;
+    let mut todo: Vec<u32> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(pid) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        todo.extend(children.get(&pid).into_iter().flatten());
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if matches!(comm.trim_end(), "ssh" | "dbclient") {
+            continue;
+        }
+        let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else {
+            continue;
+        };
+        for line in io.lines() {
+            if let Some(value) = line
+                .strip_prefix("rchar: ")
+                .or_else(|| line.strip_prefix("wchar: "))
+            {
+                total = total.wrapping_add(value.trim().parse::<u64>().unwrap_or(0));
+            }
+        }
+    }
+    total
 }
 
 /// A child started with `Cmd::spawn`.
@@ -482,27 +678,38 @@ pub fn quote(word: &str) -> String {
     shell_words::quote(word).into_owned()
 }
 
-/// Like `quote`, for paths that may not be UTF-8: bytes that are not are shown as `\xNN`
-/// inside `$'...'`, which bash, zsh and ksh read back as the same bytes.
+/// Like `quote`, for paths that may not be UTF-8 or may hold control characters (a name from
+/// a peer): those are shown as `\xNN` inside `$'...'`, which bash, zsh and ksh read back as
+/// the same bytes, so a printed line stays one line and never drives the terminal.
 pub fn quote_os(word: &OsStr) -> String {
-    match word.to_str() {
-        Some(text) => quote(text),
-        None => {
-            let mut out = String::from("$'");
-            for &byte in word.as_bytes() {
-                match byte {
-                    b'\'' | b'\\' => {
-                        out.push('\\');
-                        out.push(byte as char);
-                    }
-                    0x20..=0x7e => out.push(byte as char),
-                    _ => out.push_str(&format!("\\x{byte:02x}")),
-                }
-            }
-            out.push('\'');
-            out
+    if let Some(text) = word.to_str() {
+        if !text.chars().any(crate::escape::needs_escape) {
+            return quote(text);
         }
     }
+    let mut out = String::from("$'");
+    for chunk in word.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\'' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if crate::escape::needs_escape(c) => {
+                    let mut buf = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{byte:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Joins words into one command string for a remote shell (the remote side of ssh), each
@@ -533,6 +740,12 @@ mod tests {
         use std::os::unix::ffi::OsStringExt;
         let cmd = Cmd::new("cp").arg(OsString::from_vec(b"a\xffb'".to_vec()));
         assert_eq!(cmd.to_string(), r"cp $'a\xffb\''");
+    }
+
+    #[test]
+    fn displays_control_characters_escaped_on_one_line() {
+        let cmd = Cmd::new("cp").args(["données\n\x1b[2J", "plain"]);
+        assert_eq!(cmd.to_string(), r"cp $'données\x0a\x1b[2J' plain");
     }
 
     #[test]
@@ -581,7 +794,7 @@ mod tests {
     fn run_captures_output_and_status() {
         let done = Cmd::new("sh")
             .args(["-c", "echo out; echo err >&2; exit 3"])
-            .run(None)
+            .run(Limits::default())
             .unwrap();
         assert_eq!(done.code(), 3);
         assert_eq!(done.stdout, b"out\n");
@@ -595,7 +808,10 @@ mod tests {
         // The grandchild holds stdout open: if only sh were killed, run would wait 30 s.
         let done = Cmd::new("sh")
             .args(["-c", "sleep 30; echo"])
-            .run(Some(deadline))
+            .run(Limits {
+                deadline: Some(deadline),
+                idle: None,
+            })
             .unwrap();
         assert!(done.timed_out);
         assert!(!done.success());
@@ -621,7 +837,7 @@ mod tests {
             };
             // grep itself, not through a shell: dash clears its mask when it starts.
             let read_mask = Cmd::new("grep").args(["SigBlk", "/proc/self/status"]);
-            let captured = mask(read_mask.run(None).unwrap());
+            let captured = mask(read_mask.run(Limits::default()).unwrap());
             let dir = tempfile::tempdir().unwrap();
             let mut piped = read_mask.spawn_piped(&dir.path().join("err")).unwrap();
             let mut out = String::new();
@@ -642,10 +858,55 @@ mod tests {
                       echo ready; while :; do sleep 0.05; done";
         let child = Cmd::new("sh").args(["-c", script]).start().unwrap();
         let done = child
-            .finish(Some(Instant::now() + std::time::Duration::from_millis(200)))
+            .finish(Limits {
+                deadline: Some(Instant::now() + std::time::Duration::from_millis(200)),
+                idle: None,
+            })
             .unwrap();
         assert!(done.timed_out);
         assert_eq!(done.code(), 7, "ended by a signal: {:?}", done.status);
+    }
+
+    #[test]
+    fn a_child_that_moves_nothing_is_killed_at_the_idle_timeout_and_a_busy_one_is_not() {
+        let idle = Limits {
+            deadline: None,
+            idle: Some(std::time::Duration::from_millis(700)),
+        };
+        let start = Instant::now();
+        let silent = Cmd::new("sh").args(["-c", "sleep 30"]).run(idle).unwrap();
+        assert_eq!(
+            silent.expired,
+            Some(Expired::Idle(std::time::Duration::from_millis(700)))
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        // Prints every 0.2 s for 2 s: never idle for 0.7 s.
+        let busy = Cmd::new("sh")
+            .args([
+                "-c",
+                "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.2; done",
+            ])
+            .run(idle)
+            .unwrap();
+        assert!(busy.success(), "{busy:?}");
+        assert_eq!(busy.stdout.len(), 21);
+    }
+
+    #[test]
+    fn output_is_kept_up_to_its_limit_and_the_child_still_ends() {
+        let big = "head -c 5000000 /dev/zero; yes | head -c 3000000 >&2; echo last-words >&2";
+        let done = Cmd::new("sh")
+            .args(["-c", big])
+            .start_capped(1000)
+            .unwrap()
+            .finish(Limits::default())
+            .unwrap();
+        assert!(done.success());
+        assert_eq!(done.stdout.len(), 1000);
+        assert!(done.stdout_cut);
+        assert!(done.stderr.len() < STDERR_HEAD + STDERR_TAIL + 16);
+        assert_eq!(done.stderr_lines().next(), Some("y"));
+        assert_eq!(done.stderr_lines().last(), Some("last-words"));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::escape::escape;
+
 /// A peer's outcome, with Bacula's job status letters where one fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PeerStatus {
@@ -150,14 +152,19 @@ impl JobReport {
             let _ = writeln!(
                 out,
                 "{:<width$}  {}   {:<22}  {:>8}  {:>12}  {:>8.1}",
-                peer.peer, peer.status, word, peer.files, peer.bytes, peer.seconds
+                escape(&peer.peer),
+                peer.status,
+                word,
+                peer.files,
+                peer.bytes,
+                peer.seconds
             );
         }
         let _ = writeln!(
             out,
             "run {} {}: {} ({}), {} files, {} bytes, {:.1} s{}",
             self.date,
-            self.daily_dir,
+            escape(&self.daily_dir),
             self.status,
             self.status_word,
             self.files,
@@ -169,12 +176,14 @@ impl JobReport {
                 ""
             }
         );
+        // A message may quote what a peer said: escaped, so that it stays one line and
+        // cannot pass for a line of the table.
         for peer in self.peers.iter().filter(|peer| peer.message.is_some()) {
             let _ = writeln!(
                 out,
                 "  {}: {}",
-                peer.peer,
-                peer.message.as_deref().unwrap_or_default()
+                escape(&peer.peer),
+                escape(peer.message.as_deref().unwrap_or_default())
             );
         }
         out
@@ -226,6 +235,20 @@ mod tests {
         assert!(table.contains("db1   T   completed"), "{table}");
         assert!(
             table.contains("web1: peer web1: Connection refused"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_message_from_a_peer_stays_one_line_without_terminal_control() {
+        let mut report = report();
+        report.peers[1].message =
+            Some("peer web1: x\npeer web1: staged OK\x1b]0;owned\x07\x1b[2J".into());
+        let table = report.to_table();
+        assert_eq!(table.lines().count(), 5, "{table}");
+        assert!(!table.contains('\x1b'), "{table}");
+        assert!(
+            table.contains(r"x\npeer web1: staged OK\x1b]0;owned\x07\x1b[2J"),
             "{table}"
         );
     }

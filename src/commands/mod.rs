@@ -26,6 +26,9 @@ pub struct Context {
     pub dry_run: bool,
     pub quiet: bool,
     pub timeout: Option<std::time::Duration>,
+    /// --idle-timeout, over the config's and the default (0: off).
+    pub idle_timeout: Option<u64>,
+    pub max_entries: Option<u64>,
     pub multiplex: bool,
     /// --lock-dir or PEERSTAGE_LOCK_DIR, over the config's and the default.
     pub lock_dir: Option<PathBuf>,
@@ -51,6 +54,14 @@ impl Context {
         PeerOptions {
             dry_run: self.dry_run,
             deadline: timeout.map(|timeout| std::time::Instant::now() + timeout),
+            idle: crate::limits::idle_timeout(
+                self.idle_timeout,
+                config.and_then(|config| config.idle_timeout),
+            ),
+            max_entries: self
+                .max_entries
+                .or(config.and_then(|config| config.max_entries))
+                .unwrap_or(crate::config::DEFAULT_MAX_ENTRIES),
             multiplex: self.multiplex && config.is_none_or(|config| config.multiplex),
             verify: self
                 .verify
@@ -65,6 +76,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         dry_run: cli.dry_run,
         quiet: cli.quiet,
         timeout: cli.timeout.map(std::time::Duration::from_secs),
+        idle_timeout: cli.idle_timeout,
+        max_entries: cli.max_entries,
         multiplex: !cli.no_multiplex,
         lock_dir: cli.lock_dir,
         verify: cli.verify.as_deref().and_then(Verify::parse),

@@ -26,6 +26,11 @@ pub fn run(context: &Context, args: RunArgs) -> Result<i32> {
         timeout: context
             .timeout
             .or(config.timeout.map(std::time::Duration::from_secs)),
+        idle: crate::limits::idle_timeout(context.idle_timeout, config.idle_timeout),
+        max_entries: context
+            .max_entries
+            .or(config.max_entries)
+            .unwrap_or(crate::config::DEFAULT_MAX_ENTRIES),
         lock_dir: context.lock_dir.clone(),
         multiplex: context.multiplex,
         verify: context.verify,

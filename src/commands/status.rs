@@ -76,7 +76,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
             let tail = state
                 .error
                 .as_deref()
-                .map(|e| format!("  ({e})"))
+                .map(|e| format!("  ({})", crate::escape::escape(e)))
                 .unwrap_or_default();
             println!(
                 "{:<width$}  {:<13}  {:<13}{tail}",

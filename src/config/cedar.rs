@@ -180,6 +180,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         lock_dir: None,
         jobs: None,
         timeout: None,
+        idle_timeout: None,
+        max_entries: None,
         multiplex: true,
         verify: None,
         hooks: HookConfig {

@@ -18,6 +18,14 @@ pub const DEFAULT_RSH_COMMAND: &str = "/usr/bin/ssh";
 pub const DEFAULT_CBACK_COMMAND: &str = "/usr/bin/cback3";
 pub const DEFAULT_COLLECT_INDICATOR: &str = "cback.collect";
 pub const DEFAULT_STAGE_INDICATOR: &str = "cback.stage";
+/// Seconds a peer may go without moving a byte: on by default, so that a peer that stalls
+/// (a hung link, a hostile server that answers keepalives and nothing else) never holds a
+/// nightly run, yet long enough for a slow disk or a busy peer.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+/// The most entries a collect dir may list: a listing is held in memory while a remote peer
+/// is staged, so a peer that lists without end must be stopped. Collect dirs hold tens of
+/// archives; this is generous by orders of magnitude.
+pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
 /// When a peer that is not ready or that failed is not an error (Cedar's `ignore_failures`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -208,6 +216,11 @@ pub struct Config {
     pub jobs: Option<usize>,
     /// Seconds one peer may take before it is abandoned.
     pub timeout: Option<u64>,
+    /// Seconds a peer may go without moving a byte before it is abandoned; 0 turns the
+    /// check off; `DEFAULT_IDLE_TIMEOUT` when unset.
+    pub idle_timeout: Option<u64>,
+    /// The most entries a collect dir may list; `DEFAULT_MAX_ENTRIES` when unset.
+    pub max_entries: Option<u64>,
     /// Reuse one ssh connection for every operation on a remote peer (OpenSSH only).
     pub multiplex: bool,
     /// How staged files are checked against the peer's; size when unset.

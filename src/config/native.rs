@@ -10,6 +10,8 @@
 //! lock_dir = "/run/peerstage"           # absolute
 //! jobs = 4                              # >= 1
 //! timeout = 3600                        # seconds, >= 1
+//! idle_timeout = 300                    # seconds without a byte moved; 0 turns it off
+//! max_entries = 100000                  # most entries a collect dir may list, >= 1
 //! multiplex = true                      # one ssh connection per remote peer (OpenSSH)
 //! verify = "size"                       # none, size or sha256
 //!
@@ -62,6 +64,8 @@ struct RawFile {
     lock_dir: Option<Spanned<String>>,
     jobs: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<i64>>,
+    max_entries: Option<Spanned<i64>>,
     multiplex: Option<bool>,
     verify: Option<Spanned<String>>,
     #[serde(default)]
@@ -170,6 +174,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         positive(&raw.jobs).map_err(|(span, problem)| fail(span, format!("jobs {problem}")))?;
     let timeout = positive(&raw.timeout)
         .map_err(|(span, problem)| fail(span, format!("timeout {problem}")))?;
+    let idle_timeout = match &raw.idle_timeout {
+        Some(zero) if *zero.get_ref() == 0 => Some(0),
+        other => positive(other)
+            .map_err(|(span, problem)| fail(span, format!("idle_timeout {problem} (or 0: off)")))?,
+    };
+    let max_entries = positive(&raw.max_entries)
+        .map_err(|(span, problem)| fail(span, format!("max_entries {problem}")))?;
     let verify = match &raw.verify {
         None => None,
         Some(mode) => Some(crate::peer::Verify::parse(mode.get_ref()).ok_or_else(|| {
@@ -250,6 +261,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             .map(|dir| PathBuf::from(dir.get_ref())),
         jobs,
         timeout,
+        idle_timeout,
+        max_entries,
         multiplex: raw.multiplex.unwrap_or(true),
         verify,
         hooks,
@@ -557,6 +570,9 @@ pub(crate) fn validate(config: &Config) -> std::result::Result<(), Invalid> {
     if config.timeout == Some(0) {
         return Err(top("timeout", "must be at least 1, got 0".to_string()));
     }
+    if config.max_entries == Some(0) {
+        return Err(top("max_entries", "must be at least 1, got 0".to_string()));
+    }
     let hooks = &config.hooks;
     for (event, list) in [
         ("run_start", &hooks.run_start),
@@ -742,6 +758,12 @@ pub fn render(config: &Config) -> String {
     }
     if let Some(timeout) = config.timeout {
         line(&mut out, "timeout", &timeout.to_string());
+    }
+    if let Some(idle) = config.idle_timeout {
+        line(&mut out, "idle_timeout", &idle.to_string());
+    }
+    if let Some(max) = config.max_entries {
+        line(&mut out, "max_entries", &max.to_string());
     }
     if !config.multiplex {
         line(&mut out, "multiplex", "false");

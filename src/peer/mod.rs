@@ -10,7 +10,7 @@ mod remote;
 mod sftp;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) use local::write_cause;
 pub use local::LocalPeer;
@@ -18,19 +18,48 @@ pub use remote::RemotePeer;
 
 use crate::config::{PeerConfig, PeerKind};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::ownership::{running_as_root, Perms};
 
 /// How peer operations are carried out, the same for every peer of a run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct PeerOptions {
     /// Print every command line and file operation instead of carrying it out.
     pub dry_run: bool,
     /// When the peer's children are killed and the peer given up.
     pub deadline: Option<Instant>,
+    /// How long a step of staging may go without moving a byte (not managed actions and
+    /// `exec`, which may rightly be silent for long).
+    pub idle: Option<Duration>,
+    /// The most entries the collect dir may list.
+    pub max_entries: u64,
     /// Share one ssh connection between all operations on a remote peer (OpenSSH only).
     pub multiplex: bool,
     /// How staged files are checked against the peer's.
     pub verify: Verify,
+}
+
+impl Default for PeerOptions {
+    fn default() -> PeerOptions {
+        PeerOptions {
+            dry_run: false,
+            deadline: None,
+            idle: Some(Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT)),
+            max_entries: crate::config::DEFAULT_MAX_ENTRIES,
+            multiplex: true,
+            verify: Verify::default(),
+        }
+    }
+}
+
+impl PeerOptions {
+    /// The limits of a step that moves files.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            deadline: self.deadline,
+            idle: self.idle,
+        }
+    }
 }
 
 /// How a stage checks that what arrived is what the peer has.
@@ -199,8 +228,10 @@ pub(crate) fn commit_incoming(peer: &str, incoming: &Path, target_dir: &Path) ->
 }
 
 /// `--dry-run` output: one line on stdout per command or file operation, ready to paste.
+/// Words are quoted with `quote_os`, which writes control characters as escapes; what is
+/// left (a comment naming a peer's path) is escaped here, so a name never breaks the line.
 pub(crate) fn print_dry_run(line: impl std::fmt::Display) {
-    println!("{line}");
+    println!("{}", crate::escape::Escaped(line));
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fsutil::ScratchDir;
+use crate::limits::Limits;
 use crate::ownership::Ownership;
 use crate::process::{last_line, Background, Cmd};
 
@@ -45,7 +46,7 @@ impl Mux {
         destination: &str,
         wrap: impl Fn(Cmd) -> Result<Cmd>,
         local_user: Option<Ownership>,
-        deadline: Option<Instant>,
+        limits: Limits,
         sftp: bool,
     ) -> Result<Option<(Mux, Option<Sftp>)>> {
         // Unix socket paths are short (108 bytes): a dir in the temp dir, not the working dir.
@@ -68,13 +69,18 @@ impl Mux {
         let socket = dir.path().join("ssh");
         let log = dir.path().join("master.log");
         let started = Instant::now();
-        let until = deadline
+        let until = limits
+            .deadline
             .unwrap_or(started + CONNECT_WAIT)
             .min(started + CONNECT_WAIT);
         if sftp {
             let session_cmd = wrap(session_command(rsh, &socket, destination))?;
             log::info!("{session_cmd}");
-            let mut session = match Sftp::spawn(&session_cmd, &log, Some(until)) {
+            let connecting = Limits {
+                deadline: Some(until),
+                idle: None,
+            };
+            let mut session = match Sftp::spawn(&session_cmd, &log, connecting) {
                 Ok(session) => session,
                 Err(err) => {
                     log::debug!("cannot start an ssh control master: {err}");
@@ -83,7 +89,7 @@ impl Mux {
             };
             match session.handshake() {
                 Ok(()) => {
-                    session.set_deadline(deadline);
+                    session.set_limits(limits);
                     let mux = Mux {
                         master: None,
                         socket,
@@ -92,12 +98,12 @@ impl Mux {
                     return Ok(Some((mux, Some(session))));
                 }
                 // The master listens once logged in; the session never answered.
-                Err(SftpError::TimedOut) if socket.exists() => {
+                Err(SftpError::TimedOut(_)) if socket.exists() => {
                     return Err(Error::unreachable(
                         "timed out starting an SFTP session".to_string(),
                     ));
                 }
-                Err(SftpError::TimedOut) => return Err(no_answer(destination, started)),
+                Err(SftpError::TimedOut(_)) => return Err(no_answer(destination, started)),
                 Err(err) => {
                     let said = session.end();
                     if is_connection_message(&said) {

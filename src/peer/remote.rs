@@ -19,7 +19,7 @@ use crate::error::{io_cause, Error, Result};
 use crate::fsutil::{
     is_plain_file_name, open_nofollow, remove_debris, DirFd, ScratchDir, TEMP_PREFIX,
 };
-use crate::ownership::{Ownership, Perms};
+use crate::ownership::{Mode, Ownership, Perms, SET_ID_BITS};
 use crate::process::{remote_command_line, Cmd, Finished, Running};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
@@ -27,7 +27,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use super::local::write_cause;
 use super::mux::Mux;
-use super::sftp::{Attrs, Kind, Sftp, SftpError, FX_NO_SUCH_FILE};
+use super::sftp::{Attrs, FileRead, Kind, Sftp, SftpError, FX_NO_SUCH_FILE};
 use super::{
     check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
     PeerOptions, StageReport, Verify,
@@ -110,7 +110,7 @@ enum Listing {
 /// nothing is shared, or it was lost) each step runs its own rcp or rsh command.
 enum SftpState {
     NotStarted,
-    Open(Sftp),
+    Open(Box<Sftp>),
     Lost,
 }
 
@@ -213,7 +213,7 @@ impl RemotePeer {
                 &self.destination(),
                 |cmd| self.wrap(cmd),
                 self.local_user,
-                self.options.deadline,
+                self.options.limits(),
                 self.wants_sftp(),
             )
             .map_err(|err| err.for_peer(&self.config.name))?;
@@ -221,7 +221,7 @@ impl RemotePeer {
                 return Ok(None);
             };
             if let Some(session) = session {
-                *self.sftp_state() = SftpState::Open(session);
+                *self.sftp_state() = SftpState::Open(Box::new(session));
             }
             Ok(Some(mux))
         });
@@ -280,24 +280,26 @@ impl RemotePeer {
                 }
                 Ok(None)
             }
-            Err(SftpError::TimedOut) => {
-                // Answers may still be on their way: the session cannot be trusted again.
+            Err(err @ (SftpError::TimedOut(_) | SftpError::Protocol(_))) => {
+                // Answers may still be on their way, or the server does not follow the
+                // protocol: the session cannot be trusted again, and a server that breaks
+                // it is not given another chance through scp.
                 if let SftpState::Open(sftp) = std::mem::replace(&mut *state, SftpState::Lost) {
                     sftp.end();
                 }
-                Ok(Some(Err(SftpError::TimedOut)))
+                Ok(Some(Err(err)))
             }
             answer => Ok(Some(answer)),
         }
     }
 
-    /// The error an SFTP step stands for: the peer refused (1), or the session or the
-    /// connection under it is gone (69).
+    /// The error an SFTP step stands for: the peer refused or sent nonsense (1), or the
+    /// session or the connection under it is gone or stalled (69).
     fn sftp_error(&self, what: &str, err: SftpError) -> Error {
         let message = format!("peer {}: {what}: {err}", self.config.name);
         match err {
-            SftpError::Status { .. } => Error::failed(message),
-            SftpError::Broken(_) | SftpError::TimedOut => Error::unreachable(message),
+            SftpError::Status { .. } | SftpError::Protocol(_) => Error::failed(message),
+            SftpError::Broken(_) | SftpError::TimedOut(_) => Error::unreachable(message),
         }
     }
 
@@ -314,20 +316,31 @@ impl RemotePeer {
     fn sftp_entries(&self, sftp: &mut Sftp) -> std::result::Result<Entries, SftpError> {
         let mut entries = Entries::default();
         let mut links = Vec::new();
-        sftp.read_dir(self.collect_dir.as_bytes(), |name, attrs| {
-            if name.starts_with(b".") {
-                return Ok(());
-            }
-            entries.any = true;
-            match attrs.kind() {
-                Kind::File => entries.files.push((name.to_vec(), attrs)),
-                Kind::Symlink | Kind::Unknown => links.push(name.to_vec()),
-                Kind::Dir | Kind::Other => entries.skipped.push(self.not_regular(name)),
-            }
-            Ok(())
-        })?;
+        sftp.read_dir(
+            self.collect_dir.as_bytes(),
+            self.options.max_entries,
+            |name, attrs| {
+                if name.starts_with(b".") {
+                    return Ok(());
+                }
+                entries.any = true;
+                match attrs.kind() {
+                    // The size is where the copy stops: a file listed without one is not copied.
+                    Kind::File if attrs.size.is_none() => {
+                        return Err(self.sizeless(name));
+                    }
+                    Kind::File => entries.files.push((name.to_vec(), attrs)),
+                    Kind::Symlink | Kind::Unknown => links.push(name.to_vec()),
+                    Kind::Dir | Kind::Other => entries.skipped.push(self.not_regular(name)),
+                }
+                Ok(())
+            },
+        )?;
         for name in links {
             match sftp.stat(&self.sftp_path(&name)) {
+                Ok(attrs) if attrs.kind() == Kind::File && attrs.size.is_none() => {
+                    return Err(self.sizeless(&name));
+                }
                 Ok(attrs) if attrs.kind() == Kind::File => entries.files.push((name, attrs)),
                 Ok(_) => entries.skipped.push(self.not_regular(&name)),
                 Err(SftpError::Status {
@@ -338,6 +351,14 @@ impl RemotePeer {
             }
         }
         Ok(entries)
+    }
+
+    fn sizeless(&self, name: &[u8]) -> SftpError {
+        SftpError::Protocol(format!(
+            "the peer lists {}/{} without a size",
+            self.collect_dir,
+            String::from_utf8_lossy(name)
+        ))
     }
 
     /// A skipped entry as the report shows it, in scp's words.
@@ -380,7 +401,7 @@ impl RemotePeer {
         };
         // sha256 needs the peer to hash its files: a command, run while the files travel.
         let hashing = match self.options.verify {
-            Verify::Sha256 => Some(self.start(&self.listing_command()?)?),
+            Verify::Sha256 => Some(self.start_listing()?),
             _ => None,
         };
         let copied = self.with_sftp(|sftp| {
@@ -496,13 +517,23 @@ impl RemotePeer {
                 .files
                 .get(index + 1)
                 .map(|(next, _)| sftp.queue_open_read(&self.sftp_path(next)));
-            let read = sftp.read_file(&handle, attrs.size.unwrap_or(0), |offset, data| {
+            let size = attrs.size.unwrap_or(0);
+            let read = sftp.read_file(&handle, size, |offset, data| {
                 file.write_all_at(data, offset)
             });
             closing.push_back(sftp.queue_close(&handle));
+            let changed = |now: &str| {
+                Error::failed(format!(
+                    "peer {}: {}: changed while being copied ({size} bytes listed, {now}); nothing staged",
+                    self.config.name,
+                    String::from_utf8_lossy(&path)
+                ))
+            };
             match read {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => return Ok(Err(self.write_error(&local, &err))),
+                Ok(FileRead::Whole) => {}
+                Ok(FileRead::WriteFailed(err)) => return Ok(Err(self.write_error(&local, &err))),
+                Ok(FileRead::Grew) => return Ok(Err(changed("more there now"))),
+                Ok(FileRead::Shrank(end)) => return Ok(Err(changed(&format!("{end} there now")))),
                 Err(SftpError::Status { code, message }) => {
                     return Ok(Err(refused(&path, code, message)))
                 }
@@ -615,11 +646,38 @@ impl RemotePeer {
         self.finish(self.start(cmd)?)
     }
 
+    /// `run` for work that may rightly be silent for long (a managed action): only the
+    /// deadline ends it.
+    fn run_unwatched(&self, cmd: &Cmd) -> Result<Finished> {
+        self.finish_within(self.start(cmd)?, self.options.limits().deadline_only())
+    }
+
     fn start(&self, cmd: &Cmd) -> Result<(String, Running)> {
+        self.start_capped(cmd, 0)
+    }
+
+    /// Starts the listing command, keeping no more of its output than `max_entries` records
+    /// can take (a record is a size, a digest and a name of at most NAME_MAX bytes).
+    fn start_listing(&self) -> Result<(String, Running)> {
+        let record = super::sftp::NAME_MAX as u64 + 100;
+        let limit = self.options.max_entries.saturating_mul(record);
+        self.start_capped(
+            &self.listing_command()?,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )
+    }
+
+    /// Starts `cmd`; with a `stdout_limit`, its stdout is kept up to that many bytes
+    /// (0: the default, for commands that print a line or two).
+    fn start_capped(&self, cmd: &Cmd, stdout_limit: usize) -> Result<(String, Running)> {
         self.check_canceled()?;
         log::info!("peer {}: {cmd}", self.config.name);
         let program = cmd.program().to_string_lossy().into_owned();
-        let running = cmd.start().map_err(|err| {
+        let started = match stdout_limit {
+            0 => cmd.start(),
+            limit => cmd.start_capped(limit),
+        };
+        let running = started.map_err(|err| {
             Error::failed(format!(
                 "peer {}: cannot run {program}: {}",
                 self.config.name,
@@ -629,19 +687,27 @@ impl RemotePeer {
         Ok((program, running))
     }
 
-    /// Waits for a started command; past the peer's deadline it is killed and the peer
-    /// counts as unreachable.
-    fn finish(&self, (program, running): (String, Running)) -> Result<Finished> {
-        let finished = running.finish(self.options.deadline).map_err(|err| {
+    /// Waits for a started command; past the peer's deadline, or when it moves nothing for
+    /// the idle time, it is killed and the peer counts as unreachable.
+    fn finish(&self, running: (String, Running)) -> Result<Finished> {
+        self.finish_within(running, self.options.limits())
+    }
+
+    fn finish_within(
+        &self,
+        (program, running): (String, Running),
+        limits: crate::limits::Limits,
+    ) -> Result<Finished> {
+        let finished = running.finish(limits).map_err(|err| {
             Error::failed(format!(
                 "peer {}: {program}: {}",
                 self.config.name,
                 io_cause(&err)
             ))
         })?;
-        if finished.timed_out {
+        if let Some(expired) = finished.expired {
             return Err(Error::unreachable(format!(
-                "peer {}: timed out; killed {program}",
+                "peer {}: {expired}; killed {program}",
                 self.config.name
             )));
         }
@@ -760,8 +826,20 @@ impl RemotePeer {
                 &finished,
             ));
         }
+        let too_many = || {
+            Error::failed(format!(
+                "peer {}: collect dir {} lists more than {} entries (max_entries); nothing staged",
+                self.config.name, self.collect_dir, self.options.max_entries
+            ))
+        };
+        if finished.stdout_cut {
+            return Err(too_many());
+        }
         let mut listed = std::collections::HashMap::new();
         for record in records.filter(|record| !record.is_empty()) {
+            if listed.len() as u64 >= self.options.max_entries {
+                return Err(too_many());
+            }
             let mut fields = record.splitn(3, |&byte| byte == b' ');
             let (Some(size), Some(digest), Some(name)) =
                 (fields.next(), fields.next(), fields.next())
@@ -868,7 +946,7 @@ impl RemotePeer {
                             err,
                         )
                     })?),
-                    None => Listing::Running(Box::new(self.start(&self.listing_command()?)?)),
+                    None => Listing::Running(Box::new(self.start_listing()?)),
                 })
             }
         };
@@ -1071,9 +1149,13 @@ impl Peer for RemotePeer {
                 check_not_dir(&self.config.name, &target_dir.join(&name))?;
             }
             // Nothing to set is the common case of a single stage: no open per file for it.
-            if *perms != Perms::default() {
+            // A set-id or sticky bit (`scp -p` keeps the peer's) is always taken away: owner
+            // first, then the mode the file ends with.
+            let set_id = meta.mode() & SET_ID_BITS != 0;
+            if *perms != Perms::default() || set_id {
                 let file = open_nofollow(&arrived).map_err(|err| self.io_error(&arrived, &err))?;
-                perms.apply(&file, None).map_err(|cause| {
+                let kept = Mode(meta.mode() & 0o777);
+                perms.apply(&file, Some(kept)).map_err(|cause| {
                     Error::failed(format!(
                         "peer {}: {}: {cause}",
                         self.config.name,
@@ -1319,7 +1401,7 @@ impl Peer for RemotePeer {
             print_dry_run(cmd);
             return Ok(());
         }
-        let finished = self.run(&cmd)?;
+        let finished = self.run_unwatched(&cmd)?;
         for line in String::from_utf8_lossy(&finished.stdout)
             .lines()
             .chain(finished.stderr.lines())
@@ -1418,7 +1500,11 @@ fn scp_protocol(rcp: &Cmd) -> ScpProtocol {
     if !is_scp {
         return ScpProtocol::Legacy;
     }
-    match Cmd::new(rcp.program()).run(None) {
+    let usage = crate::limits::Limits {
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(10)),
+        idle: None,
+    };
+    match Cmd::new(rcp.program()).run(usage) {
         Ok(usage) if usage.stderr.contains("usage: scp [") && usage.stderr.contains('O') => {
             ScpProtocol::Sftp
         }

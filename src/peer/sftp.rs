@@ -11,11 +11,13 @@
 //! the next file's open and this file's close along with them, and an answer that comes while
 //! another is awaited is kept until asked for.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::limits::{Expired, Limits};
 use crate::process::{Cmd, Piped};
 
 const INIT: u8 = 1;
@@ -53,9 +55,18 @@ const ATTR_EXTENDED: u32 = 0x8000_0000;
 const READ_CHUNK: u32 = 32 * 1024;
 const READS_IN_FLIGHT: usize = 64;
 
-/// Bigger answers than this are not something we asked for (a READDIR answer of OpenSSH
-/// holds at most 100 names).
-const MAX_PACKET: usize = 1 << 20;
+/// Bigger answers than this are not something we asked for: OpenSSH's client and server
+/// refuse packets over 256 KiB, and a READDIR answer of OpenSSH holds at most 100 names.
+const MAX_PACKET: usize = 256 * 1024;
+
+/// Answers kept while another is awaited (the closes and opens of a pipelined copy, a few
+/// dozen bytes each) may add up to this much; a peer that sends more is not answering what
+/// we asked.
+const EARLY_LIMIT: usize = 4 << 20;
+
+/// The longest file name a local file system takes (NAME_MAX): a longer name from a peer can
+/// only be nonsense, and would cost memory in a listing.
+pub(super) const NAME_MAX: usize = 255;
 
 /// What a file is, from the mode bits of its attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +102,14 @@ impl Attrs {
 pub(super) enum SftpError {
     /// The peer answered the request with a failure status.
     Status { code: u32, message: String },
-    /// The session ended or spoke nonsense: the connection, ssh or the server is gone.
+    /// The session ended: the connection, ssh or the server is gone.
     Broken(String),
-    /// The peer's deadline passed while waiting for an answer.
-    TimedOut,
+    /// The peer sent what no request asked for, or more than we take (an answer never
+    /// asked, a packet too big, a listing without end): a broken or hostile server. The
+    /// session is ended and not replaced.
+    Protocol(String),
+    /// The peer's deadline passed, or nothing came for the idle time, while waiting.
+    TimedOut(Expired),
 }
 
 impl std::fmt::Display for SftpError {
@@ -105,7 +120,8 @@ impl std::fmt::Display for SftpError {
             }
             SftpError::Status { message, .. } => f.write_str(message),
             SftpError::Broken(why) => write!(f, "SFTP session lost: {why}"),
-            SftpError::TimedOut => f.write_str("timed out"),
+            SftpError::Protocol(why) => write!(f, "SFTP protocol error: {why}"),
+            SftpError::TimedOut(expired) => write!(f, "{expired}"),
         }
     }
 }
@@ -122,24 +138,42 @@ fn status_words(code: u32) -> &'static str {
 
 type Answer<T> = std::result::Result<T, SftpError>;
 
+/// How a file's copy ended when the session itself is fine.
+#[derive(Debug)]
+pub(super) enum FileRead {
+    /// Every listed byte arrived, and nothing past them.
+    Whole,
+    /// Writing it locally failed (the read was stopped).
+    WriteFailed(std::io::Error),
+    /// The file ended before its listed size: it shrank while being copied.
+    Shrank(u64),
+    /// There was more past its listed size: it grew while being copied.
+    Grew,
+}
+
 pub(super) struct Sftp {
     child: Piped,
     next_id: u32,
-    deadline: Option<Instant>,
+    limits: Limits,
+    /// When a byte last moved (or the current wait began), for the idle timeout.
+    moved_at: Instant,
+    /// Requests sent and not yet answered: an answer to anything else is refused.
+    pending: HashSet<u32>,
     /// Requests not yet written: a batch of reads goes out in one write.
     outgoing: Vec<u8>,
     /// Answers read from ssh but not yet taken: one read(2) brings many packets.
     incoming: Vec<u8>,
     taken: usize,
     /// Answers that came while another one was awaited (requests are pipelined: the next
-    /// file's open goes out with this file's reads), kept until asked for.
-    early: std::collections::HashMap<u32, (u8, Vec<u8>)>,
+    /// file's open goes out with this file's reads), kept until asked for, and their size.
+    early: HashMap<u32, (u8, Vec<u8>)>,
+    early_bytes: usize,
 }
 
 impl Sftp {
     /// Starts `command` (an `ssh … -s destination sftp`), its stderr into `stderr_file`;
-    /// `handshake` must follow. Every answer must come by `deadline`.
-    pub fn spawn(command: &Cmd, stderr_file: &Path, deadline: Option<Instant>) -> Answer<Sftp> {
+    /// `handshake` must follow. Every answer must come within `limits`.
+    pub fn spawn(command: &Cmd, stderr_file: &Path, limits: Limits) -> Answer<Sftp> {
         let child = command.spawn_piped(stderr_file).map_err(|err| {
             SftpError::Broken(format!(
                 "cannot run {}: {err}",
@@ -149,11 +183,14 @@ impl Sftp {
         Ok(Sftp {
             child,
             next_id: 0,
-            deadline,
+            limits,
+            moved_at: Instant::now(),
+            pending: HashSet::new(),
             outgoing: Vec::new(),
             incoming: Vec::new(),
             taken: 0,
-            early: std::collections::HashMap::new(),
+            early: HashMap::new(),
+            early_bytes: 0,
         })
     }
 
@@ -164,23 +201,26 @@ impl Sftp {
         self.push_packet(INIT, &3u32.to_be_bytes(), &[]);
         match self.receive()? {
             (VERSION, _) => Ok(()),
-            (kind, _) => Err(SftpError::Broken(format!(
+            (kind, _) => Err(SftpError::Protocol(format!(
                 "answered INIT with packet type {kind}"
             ))),
         }
     }
 
-    /// From now on every answer must come by `deadline` (the peer's, after the connect wait).
-    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
+    /// From now on every answer must come within `limits` (the peer's, after the connect
+    /// wait).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Ends the session and returns what ssh said on stderr, trimmed to its last line.
     pub fn end(self) -> String {
         let until = Instant::now() + std::time::Duration::from_millis(500);
-        let said = self
-            .child
-            .close(self.deadline.map_or(until, |deadline| deadline.min(until)));
+        let said = self.child.close(
+            self.limits
+                .deadline
+                .map_or(until, |deadline| deadline.min(until)),
+        );
         match crate::process::last_line(&said) {
             "" => "the session ended".to_string(),
             line => line.to_string(),
@@ -252,37 +292,43 @@ impl Sftp {
         }
     }
 
-    /// Reads the file behind `handle` to its end, `expected` bytes long as far as its
-    /// listing says (it is read to its real end all the same), handing each piece to
-    /// `write(offset, data)`; returns its length. Up to 64 reads are in flight, as in
-    /// OpenSSH's own client, so a round trip is paid per 2 MiB, not per 32 KiB. A short
-    /// read is asked for again from where it stopped. A failing `write` stops the reading
-    /// (the answers already on their way are read and dropped, so the session stays usable)
-    /// and its error is returned inside.
+    /// Reads the `size` bytes the listing gave for the file behind `handle`, handing each
+    /// piece to `write(offset, data)`, and never more: a file that grows while it is copied
+    /// (or a peer that sends without end) is found out by one read past its end, which must
+    /// say EOF, so disk use stops at the listed size. Up to 64 reads are in flight, as in
+    /// OpenSSH's own client, so a round trip is paid per 2 MiB, not per 32 KiB. A short read
+    /// is asked for again from where it stopped. A failing `write` stops the reading (the
+    /// answers already on their way are read and dropped, so the session stays usable).
     pub fn read_file(
         &mut self,
         handle: &[u8],
-        expected: u64,
+        size: u64,
         mut write: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
-    ) -> Answer<std::io::Result<u64>> {
+    ) -> Answer<FileRead> {
         let mut in_flight: std::collections::VecDeque<(u32, u64, u32)> = Default::default();
         // Parts that came back short, to ask for again.
         let mut gaps: Vec<(u64, u32)> = Vec::new();
         let mut next = 0u64;
-        let mut known_end = expected;
+        // The read one byte past the listed size is sent with the last ones.
+        let mut past_end_sent = false;
         let mut eof: Option<u64> = None;
+        let mut grew = false;
         let mut write_error: Option<std::io::Error> = None;
         let mut read_error: Option<SftpError> = None;
         loop {
-            let stopping = write_error.is_some() || read_error.is_some();
+            let stopping = write_error.is_some() || read_error.is_some() || grew;
             while !stopping && in_flight.len() < READS_IN_FLIGHT {
                 let (offset, length) = match gaps.pop() {
                     Some((offset, _)) if eof.is_some_and(|end| offset >= end) => continue,
                     Some(gap) => gap,
-                    // Up to the listed size and one read past it, which should say EOF.
-                    None if eof.is_none() && (next <= known_end || in_flight.is_empty()) => {
-                        next += u64::from(READ_CHUNK);
-                        (next - u64::from(READ_CHUNK), READ_CHUNK)
+                    None if eof.is_none() && next < size => {
+                        let length = (size - next).min(u64::from(READ_CHUNK)) as u32;
+                        next += u64::from(length);
+                        (next - u64::from(length), length)
+                    }
+                    None if !past_end_sent => {
+                        past_end_sent = true;
+                        (size, 1)
                     }
                     None => break,
                 };
@@ -308,10 +354,14 @@ impl Sftp {
                 DATA => {
                     let data = Reader::new(&answer).bytes()?;
                     if data.len() > length as usize {
-                        return Err(SftpError::Broken("more data than asked for".to_string()));
+                        return Err(SftpError::Protocol("more data than asked for".to_string()));
                     }
                     if data.is_empty() {
                         eof = Some(eof.map_or(offset, |end| end.min(offset)));
+                        continue;
+                    }
+                    if offset >= size {
+                        grew = true;
                         continue;
                     }
                     if write_error.is_none() {
@@ -320,7 +370,6 @@ impl Sftp {
                         }
                     }
                     let end = offset + data.len() as u64;
-                    known_end = known_end.max(end);
                     if data.len() < length as usize {
                         gaps.push((end, length - data.len() as u32));
                     }
@@ -338,21 +387,44 @@ impl Sftp {
         if let Some(err) = read_error {
             return Err(err);
         }
-        if let Some(err) = write_error {
-            return Ok(Err(err));
-        }
-        Ok(Ok(eof.unwrap_or(known_end)))
+        Ok(match (write_error, eof) {
+            (Some(err), _) => FileRead::WriteFailed(err),
+            _ if grew => FileRead::Grew,
+            (None, Some(end)) if end < size => FileRead::Shrank(end),
+            (None, _) => FileRead::Whole,
+        })
     }
 
-    /// Calls `each` with the name and (not followed) attributes of every entry of `dir`.
+    /// Calls `each` with the name and (not followed) attributes of every entry of `dir`. A
+    /// peer that lists more than `max_entries` entries (or asks for more READDIR rounds than
+    /// that, answering with empty lists) is refused: a listing is held in memory.
     pub fn read_dir(
         &mut self,
         dir: &[u8],
+        max_entries: u64,
         mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
     ) -> Answer<()> {
         let opening = self.queue(OPENDIR, &bytes_body(dir));
         let handle = self.opened(opening)?;
+        let mut entries = 0u64;
+        let mut rounds = 0u64;
+        let too_many = || {
+            SftpError::Protocol(format!(
+                "the peer lists more than {max_entries} entries (max_entries)"
+            ))
+        };
+        let mut counted = |name: &[u8], attrs: Attrs| {
+            entries += 1;
+            if entries > max_entries {
+                return Err(too_many());
+            }
+            each(name, attrs)
+        };
         let listed = loop {
+            rounds += 1;
+            if rounds > max_entries.saturating_add(1) {
+                break Err(too_many());
+            }
             let (kind, answer) = match self.request(READDIR, &bytes_body(&handle)) {
                 Ok(answer) => answer,
                 Err(SftpError::Status { code: FX_EOF, .. }) => break Ok(()),
@@ -361,7 +433,7 @@ impl Sftp {
             if kind != NAME {
                 break Err(unexpected(kind));
             }
-            if let Err(err) = each_name(&answer, &mut each) {
+            if let Err(err) = each_name(&answer, &mut counted) {
                 break Err(err);
             }
         };
@@ -392,7 +464,10 @@ impl Sftp {
     /// (STATUS, …).
     fn answer_to(&mut self, id: u32) -> Answer<(u8, Vec<u8>)> {
         let (kind, answer) = match self.early.remove(&id) {
-            Some(early) => early,
+            Some(early) => {
+                self.early_bytes -= early.1.len();
+                early
+            }
             None => loop {
                 let (answer_id, kind, answer) = self.answer()?;
                 if answer_id == id {
@@ -407,14 +482,15 @@ impl Sftp {
         Ok((kind, answer))
     }
 
-    /// Keeps an answer for a request not being waited for. One to a request never sent, or
-    /// more than a pipelined copy leaves waiting, is a server speaking nonsense.
+    /// Keeps an answer to a request that is not being waited for (`answer` has checked that
+    /// it was asked). More than a pipelined copy leaves waiting is a server speaking nonsense.
     fn keep_early(&mut self, id: u32, kind: u8, answer: Vec<u8>) -> Answer<()> {
-        let sent = id != 0 && id.wrapping_sub(1) < self.next_id;
-        if !sent || self.early.len() >= 1024 || self.early.contains_key(&id) {
-            return Err(SftpError::Broken(
-                "answer to a request never sent".to_string(),
-            ));
+        self.early_bytes += answer.len();
+        if self.early_bytes > EARLY_LIMIT {
+            return Err(SftpError::Protocol(format!(
+                "more than {} MiB of answers sent ahead of the ones awaited",
+                EARLY_LIMIT >> 20
+            )));
         }
         self.early.insert(id, (kind, answer));
         Ok(())
@@ -424,6 +500,7 @@ impl Sftp {
     fn queue(&mut self, kind: u8, body: &[u8]) -> u32 {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
+        self.pending.insert(id);
         self.push_packet(kind, &id.to_be_bytes(), body);
         id
     }
@@ -440,10 +517,16 @@ impl Sftp {
         self.outgoing.extend_from_slice(body);
     }
 
-    /// The next answer: its id, type and body.
+    /// The next answer: its id, type and body. Each request gets one answer: an answer to a
+    /// request never sent, or answered already, ends the session.
     fn answer(&mut self) -> Answer<(u32, u8, Vec<u8>)> {
         let (kind, mut packet) = self.receive()?;
         let id = Reader::new(&packet).u32()?;
+        if !self.pending.remove(&id) {
+            return Err(SftpError::Protocol(format!(
+                "an answer (type {kind}) to request {id}, which is not waiting for one"
+            )));
+        }
         packet.drain(..4);
         Ok((id, kind, packet))
     }
@@ -463,6 +546,8 @@ impl Sftp {
             .and_then(|()| stdin.flush())
             .map_err(|err| SftpError::Broken(err.to_string()));
         self.outgoing.clear();
+        // A wait for the answers begins.
+        self.moved_at = Instant::now();
         written
     }
 
@@ -472,7 +557,7 @@ impl Sftp {
         self.read_exact(&mut length)?;
         let length = u32::from_be_bytes(length) as usize;
         if length == 0 || length > MAX_PACKET {
-            return Err(SftpError::Broken(format!("bad packet length {length}")));
+            return Err(SftpError::Protocol(format!("bad packet length {length}")));
         }
         let mut kind = [0u8; 1];
         self.read_exact(&mut kind)?;
@@ -498,7 +583,7 @@ impl Sftp {
     }
 
     /// Reads what ssh has written so far (at least one byte), waiting no longer than the
-    /// deadline.
+    /// limits allow.
     fn refill(&mut self) -> Answer<()> {
         let stdout = self
             .child
@@ -509,9 +594,15 @@ impl Sftp {
         self.incoming.resize(64 * 1024, 0);
         self.taken = 0;
         loop {
-            if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+            if let Some(until) = self.limits.until(self.moved_at) {
+                let now = Instant::now();
+                if let Some(expired) = self.limits.expired(self.moved_at, now) {
+                    self.incoming.clear();
+                    return Err(SftpError::TimedOut(expired));
+                }
+                let left = until.saturating_duration_since(now);
+                // Rounded up, so that the wait does not end a hair before the limit.
+                let millis = i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX);
                 let mut fds = [nix::poll::PollFd::new(
                     stdout.as_fd(),
                     nix::poll::PollFlags::POLLIN,
@@ -519,11 +610,8 @@ impl Sftp {
                 let timeout =
                     nix::poll::PollTimeout::try_from(millis).unwrap_or(nix::poll::PollTimeout::MAX);
                 match nix::poll::poll(&mut fds, timeout) {
-                    Ok(0) => {
-                        self.incoming.clear();
-                        return Err(SftpError::TimedOut);
-                    }
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(_) => {}
                     Err(err) => {
                         self.incoming.clear();
                         return Err(SftpError::Broken(err.to_string()));
@@ -537,6 +625,7 @@ impl Sftp {
                 }
                 Ok(count) => {
                     self.incoming.truncate(count);
+                    self.moved_at = Instant::now();
                     return Ok(());
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
@@ -568,6 +657,12 @@ fn each_name(answer: &[u8], each: &mut impl FnMut(&[u8], Attrs) -> Answer<()>) -
     let mut names = Reader::new(answer);
     for _ in 0..names.u32()? {
         let name = names.bytes()?;
+        if name.len() > NAME_MAX {
+            return Err(SftpError::Protocol(format!(
+                "the peer lists a name of {} bytes (at most {NAME_MAX})",
+                name.len()
+            )));
+        }
         names.bytes()?;
         let attrs = names.attrs()?;
         each(name, attrs)?;
@@ -584,7 +679,7 @@ fn attrs_answer(kind: u8, answer: &[u8]) -> Answer<Attrs> {
 }
 
 fn unexpected(kind: u8) -> SftpError {
-    SftpError::Broken(format!("unexpected answer of type {kind}"))
+    SftpError::Protocol(format!("unexpected answer of type {kind}"))
 }
 
 fn put_u32(buf: &mut Vec<u8>, value: u32) {
@@ -629,7 +724,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, count: usize) -> Answer<&'a [u8]> {
         if self.data.len() < count {
-            return Err(SftpError::Broken("answer cut short".to_string()));
+            return Err(SftpError::Protocol("answer cut short".to_string()));
         }
         let (head, rest) = self.data.split_at(count);
         self.data = rest;
@@ -731,14 +826,14 @@ mod tests {
         let data = attrs_bytes(ATTR_SIZE, &[0]);
         assert!(matches!(
             Reader::new(&data).attrs(),
-            Err(SftpError::Broken(_))
+            Err(SftpError::Protocol(_))
         ));
         let mut name = Vec::new();
         put_u32(&mut name, 10);
         name.extend_from_slice(b"abc");
         assert!(matches!(
             Reader::new(&name).bytes(),
-            Err(SftpError::Broken(_))
+            Err(SftpError::Protocol(_))
         ));
     }
 
@@ -774,32 +869,31 @@ mod tests {
             .arg("-c")
             .arg("cat \"$0\"; exec cat >/dev/null")
             .arg(&script);
-        Sftp::spawn(&cmd, &dir.join("err"), None).unwrap()
+        Sftp::spawn(&cmd, &dir.join("err"), Limits::default()).unwrap()
     }
 
     #[test]
     fn a_short_read_is_asked_for_again_from_where_it_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        // 100 bytes listed: one read of 32 KiB (the listed size is below the next one)
-        // brings 60, the read of the rest brings 40, the read after them says EOF.
+        // 100 bytes listed: the read of 100 (1) brings 60, the read past the end (2) says
+        // EOF, the read of the rest (3) brings 40.
         let mut sftp = scripted(
             dir.path(),
             &[
                 answer(DATA, 1, &data(&[b'a'; 60])),
-                answer(DATA, 2, &data(&[b'b'; 40])),
-                answer(STATUS, 3, &status_body(FX_EOF)),
+                answer(STATUS, 2, &status_body(FX_EOF)),
+                answer(DATA, 3, &data(&[b'b'; 40])),
             ],
         );
         let mut file = [0u8; 100];
-        let length = sftp
+        let read = sftp
             .read_file(b"h", 100, |offset, bytes| {
                 let offset = usize::try_from(offset).unwrap();
                 file[offset..offset + bytes.len()].copy_from_slice(bytes);
                 Ok(())
             })
-            .unwrap()
             .unwrap();
-        assert_eq!(length, 100);
+        assert!(matches!(read, FileRead::Whole), "{read:?}");
         assert_eq!(&file[..60], &[b'a'; 60]);
         assert_eq!(&file[60..], &[b'b'; 40]);
     }
@@ -826,7 +920,10 @@ mod tests {
                 Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC))
             })
             .unwrap();
-        assert_eq!(read.unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
+        let FileRead::WriteFailed(err) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC));
         assert_eq!(writes, 1, "no write after the first failed");
         let close = sftp.queue_close(b"h");
         assert_eq!(sftp.closed(close), Ok(()));
@@ -850,35 +947,167 @@ mod tests {
         );
         let opening = sftp.queue_open_read(b"/c/next");
         let mut got = Vec::new();
-        let length = sftp
+        let read = sftp
             .read_file(b"h1", 3, |_, bytes| {
                 got.extend_from_slice(bytes);
                 Ok(())
             })
-            .unwrap()
             .unwrap();
-        assert_eq!((length, &got[..]), (3, &b"abc"[..]));
+        assert!(matches!(read, FileRead::Whole), "{read:?}");
+        assert_eq!(got, b"abc");
         assert!(sftp.has_answer(opening));
         assert_eq!(sftp.opened(opening).unwrap(), b"h2");
     }
 
     #[test]
-    fn an_answer_to_a_request_never_sent_is_a_broken_session() {
+    fn an_answer_to_a_request_never_sent_is_a_protocol_error() {
         let dir = tempfile::tempdir().unwrap();
         let mut sftp = scripted(dir.path(), &[answer(STATUS, 7, &status_body(FX_OK))]);
         let close = sftp.queue_close(b"h");
-        assert!(matches!(sftp.closed(close), Err(SftpError::Broken(_))));
+        assert!(matches!(sftp.closed(close), Err(SftpError::Protocol(_))));
+    }
+
+    /// Answers to requests answered already were kept without bound (1 GiB per peer).
+    #[test]
+    fn a_second_answer_to_one_request_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(STATUS, 1, &status_body(FX_OK)),
+                answer(STATUS, 1, &status_body(FX_OK)),
+            ],
+        );
+        let close = sftp.queue_close(b"h");
+        assert_eq!(sftp.closed(close), Ok(()));
+        let again = sftp.queue_close(b"h");
+        assert!(matches!(sftp.closed(again), Err(SftpError::Protocol(_))));
     }
 
     #[test]
-    fn more_data_than_asked_for_is_a_broken_session() {
+    fn more_data_than_asked_for_is_a_protocol_error() {
         let dir = tempfile::tempdir().unwrap();
-        let too_much = vec![0u8; READ_CHUNK as usize + 1];
+        let too_much = vec![0u8; 11];
         let mut sftp = scripted(dir.path(), &[answer(DATA, 1, &data(&too_much))]);
         assert!(matches!(
             sftp.read_file(b"h", 10, |_, _| Ok(())),
-            Err(SftpError::Broken(_))
+            Err(SftpError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn a_file_that_grows_or_shrinks_while_read_is_said_so_and_no_byte_past_its_size_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // 5 bytes listed, and the peer has more: the read past the end brings data.
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(DATA, 1, &data(b"12345")),
+                answer(DATA, 2, &data(b"6")),
+            ],
+        );
+        let mut written = 0;
+        let read = sftp
+            .read_file(b"h", 5, |offset, bytes| {
+                written = written.max(offset + bytes.len() as u64);
+                Ok(())
+            })
+            .unwrap();
+        assert!(matches!(read, FileRead::Grew), "{read:?}");
+        assert_eq!(written, 5);
+        // 5 bytes listed, 3 there.
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(DATA, 1, &data(b"123")),
+                answer(STATUS, 2, &status_body(FX_EOF)),
+                answer(STATUS, 3, &status_body(FX_EOF)),
+            ],
+        );
+        let read = sftp.read_file(b"h", 5, |_, _| Ok(())).unwrap();
+        assert!(matches!(read, FileRead::Shrank(3)), "{read:?}");
+    }
+
+    fn name_answer(id: u32, names: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_u32(&mut body, u32::try_from(names.len()).unwrap());
+        for name in names {
+            put_bytes(&mut body, name);
+            put_bytes(&mut body, b"");
+            body.extend(attrs_bytes(ATTR_SIZE | ATTR_PERMISSIONS, &[0, 1, 0o100644]));
+        }
+        answer(NAME, id, &body)
+    }
+
+    #[test]
+    fn a_listing_past_max_entries_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut handle = Vec::new();
+        put_bytes(&mut handle, b"d");
+        let mut answers = vec![answer(HANDLE, 1, &handle)];
+        for id in 2..6 {
+            answers.push(name_answer(id, &[b"a", b"b", b"c"]));
+        }
+        answers.push(answer(STATUS, 6, &status_body(FX_OK)));
+        let mut sftp = scripted(dir.path(), &answers);
+        let mut seen = 0;
+        let listed = sftp.read_dir(b"/c", 10, |_, _| {
+            seen += 1;
+            Ok(())
+        });
+        assert!(
+            matches!(listed, Err(SftpError::Protocol(ref why)) if why.contains("more than 10"))
+        );
+        assert_eq!(seen, 10);
+    }
+
+    #[test]
+    fn a_name_longer_than_a_file_name_can_be_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut handle = Vec::new();
+        put_bytes(&mut handle, b"d");
+        let long = vec![b'x'; NAME_MAX + 1];
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(HANDLE, 1, &handle),
+                name_answer(2, &[&long]),
+                answer(STATUS, 3, &status_body(FX_OK)),
+            ],
+        );
+        let listed = sftp.read_dir(b"/c", 10, |_, _| Ok(()));
+        assert!(matches!(listed, Err(SftpError::Protocol(_))), "{listed:?}");
+    }
+
+    #[test]
+    fn a_server_that_says_nothing_is_given_up_at_the_idle_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reads every request and answers none, its stdout open.
+        let cmd = Cmd::new("sh").args(["-c", "cat >/dev/null"]);
+        let idle = std::time::Duration::from_millis(300);
+        let limits = Limits {
+            deadline: None,
+            idle: Some(idle),
+        };
+        let mut sftp = Sftp::spawn(&cmd, &dir.path().join("err"), limits).unwrap();
+        let started = Instant::now();
+        let close = sftp.queue_close(b"h");
+        assert_eq!(
+            sftp.closed(close),
+            Err(SftpError::TimedOut(Expired::Idle(idle)))
+        );
+        assert!(started.elapsed() >= idle);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_packet_bigger_than_any_answer_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut huge = Vec::new();
+        put_u32(&mut huge, u32::MAX);
+        let mut sftp = scripted(dir.path(), &[huge]);
+        let close = sftp.queue_close(b"h");
+        assert!(matches!(sftp.closed(close), Err(SftpError::Protocol(_))));
     }
 
     #[test]
