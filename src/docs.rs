@@ -258,6 +258,8 @@ starting_day = "monday"               # first day of the weekly cycle
 lock_dir = "/run/peerstage"           # default: /run/peerstage as root
 jobs = 4                              # peers staged at once
 timeout = 3600                        # seconds one peer may take
+idle_timeout = 300                    # seconds without a byte moved; 0: off
+max_entries = 100000                  # most entries a collect dir may list
 multiplex = true                      # one ssh connection per peer
 verify = "size"                       # none, size or sha256
 
@@ -296,6 +298,54 @@ user, \fBrcp_command\fR, \fBrsh_command\fR, \fBcback_command\fR, \fBmanaged\fR, 
 the top\-level \fB<peers>\fR section is the fallback peer list. As in Cedar Backup, when running as
 root the commands for remote peers run as \fBbackup_user\fR through \fBsu\fR. Other sections are
 ignored.
+.SH SECURITY
+peerstage usually runs as root, and a peer may be compromised, or a local collect directory
+writable by an unprivileged user. Everything a peer sends (file names, sizes, file contents,
+SFTP packets, status messages, what its commands print) is untrusted. What such a peer or
+user can and cannot do, each held by a test in \fItests/hostile.rs\fR:
+.IP \(bu 2
+\fBNo set\-id files.\fR No staged file carries a set\-uid, set\-gid or sticky bit, whatever its
+source had, the protocol, or the rcp options (\fBscp \-p\fR keeps the peer's modes, less those
+bits). Owner is applied first, then the mode the file ends with. A \fB\-\-mode\fR that asks for
+such bits is a usage error (2).
+.IP \(bu 2
+\fBLocal collect dirs.\fR Each file is opened without following links and without blocking,
+and what the open got decides: a symbolic link, directory, fifo or device (also one swapped in
+after the directory was read) is skipped with a warning. A file that is a hard link (more than
+one link) and belongs to someone other than the collect directory's owner is skipped with a
+warning: its owner did not put it there, and the collect directory's owner may have linked a
+file they cannot read (\fB/etc/shadow\fR) for root to copy out. A file of another owner with a
+single link was created there by that owner, and is staged.
+.IP \(bu 2
+\fBDisk.\fR Every copy stops at the size listed when it began: a file that grows or shrinks
+while it is copied (or a peer that sends data without end) fails the peer, and nothing of it
+is staged. Through a literal rcp command the size is the one in scp's own records.
+.IP \(bu 2
+\fBMemory.\fR A collect directory may list at most \fBmax_entries\fR entries
+(\fB\-\-max\-entries\fR, default 100000; about 200 bytes each while a remote listing is
+held); a peer that lists more fails. An SFTP answer to a request that is not waiting for one,
+a packet over 256 KiB, a name longer than 255 bytes, or more than 4 MiB of answers sent ahead
+of the ones awaited ends the session as a protocol error, and the peer fails without a second
+try through scp. What a command prints is kept up to a bound.
+.IP \(bu 2
+\fBTime.\fR Besides the total \fB\-\-timeout\fR, a step of staging that moves no byte for
+\fBidle_timeout\fR seconds (\fB\-\-idle\-timeout\fR, default 300, 0 turns it off) is given up:
+an SFTP request, an rcp or listing command (the bytes its processes read and write count,
+not the ssh transport's keepalives), a local copy (which runs in a thread of its own, so a hung
+NFS or FUSE mount cannot hold the run). The peer fails as unreachable (69, status f) and the
+others go on. Managed actions and \fBexec\fR, which may rightly be silent for long, are
+bounded by \fB\-\-timeout\fR only. A peer that trickles a byte now and then is bounded by
+\fB\-\-timeout\fR only.
+.IP \(bu 2
+\fBText.\fR Text from a peer is escaped before it reaches a terminal, a log line, the report
+table or the \fBPEERSTAGE_MESSAGE\fR hook variable: control characters are shown as \fB\en\fR,
+\fB\er\fR, \fB\ex1b\fR and so on, so every message is one line and no peer can forge a line
+of its own or drive the terminal. \fB\-\-dry\-run\fR writes such names as \fB$'\ex1b'\fR
+quoting. The JSON report holds the text as it came, JSON\-escaped.
+.IP \(bu 2
+\fBNames and links.\fR Names from a peer are checked before they become local paths (no
+\fB/\fR, not \fB.\fR or \fB..\fR, no NUL); files are created exclusively, without following
+links, in private directories, and renamed into place.
 .SH EXIT STATUS
 The same for every subcommand.
 .TP

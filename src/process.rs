@@ -281,8 +281,20 @@ impl Running {
             crate::cancel::untrack(pid);
         }
         let status = status?;
-        let (stdout, stdout_cut) = self.stdout.take().map(Capture::join).unwrap_or_default();
-        let (stderr, _) = self.stderr.take().map(Capture::join).unwrap_or_default();
+        // What is still in the pipes comes at once; a process that outlives the child and
+        // holds them (an ssh control master holds the stderr of every client whose session
+        // is still open on the peer) is not waited for.
+        let until = Instant::now() + OUTPUT_GRACE;
+        let (stdout, stdout_cut) = self
+            .stdout
+            .take()
+            .map(|capture| capture.join(until))
+            .unwrap_or_default();
+        let (stderr, _) = self
+            .stderr
+            .take()
+            .map(|capture| capture.join(until))
+            .unwrap_or_default();
         Ok(Finished {
             status,
             stdout,
@@ -337,6 +349,9 @@ impl Drop for Running {
 /// How often a watched child's progress is looked at.
 const WATCH_TICK: Duration = Duration::from_millis(250);
 
+/// How long the output of a child that has exited is still read.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Stdout kept of a command by default: far more than any command we run prints, except a
 /// listing, which asks for its own limit.
 const STDOUT_LIMIT: usize = 1 << 20;
@@ -354,7 +369,15 @@ fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
 /// last `tail`; the rest is counted and dropped, so the child never blocks on a full pipe
 /// and memory stays bounded whatever it prints.
 struct Capture {
-    thread: std::thread::JoinHandle<(Vec<u8>, bool)>,
+    kept: Arc<std::sync::Mutex<Kept>>,
+    ended: std::sync::mpsc::Receiver<()>,
+}
+
+#[derive(Default)]
+struct Kept {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    cut: bool,
 }
 
 impl Capture {
@@ -365,11 +388,11 @@ impl Capture {
         moved: &Arc<AtomicU64>,
     ) -> Capture {
         let moved = Arc::clone(moved);
-        let thread = std::thread::spawn(move || {
+        let kept = Arc::new(std::sync::Mutex::new(Kept::default()));
+        let (send, ended) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&kept);
+        std::thread::spawn(move || {
             let mut input = std::fs::File::from(fd);
-            let mut kept = Vec::new();
-            let mut last: std::collections::VecDeque<u8> = Default::default();
-            let mut cut = false;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let count = match io::Read::read(&mut input, &mut buf) {
@@ -379,35 +402,42 @@ impl Capture {
                     Err(_) => break,
                 };
                 moved.fetch_add(count as u64, Ordering::Relaxed);
+                let Ok(mut kept) = shared.lock() else { break };
                 let data = &buf[..count];
-                let room = head.saturating_sub(kept.len()).min(data.len());
-                kept.extend_from_slice(&data[..room]);
+                let room = head.saturating_sub(kept.head.len()).min(data.len());
+                kept.head.extend_from_slice(&data[..room]);
                 let rest = &data[room..];
                 if rest.is_empty() {
                     continue;
                 }
-                if tail == 0 {
-                    cut = true;
-                    continue;
-                }
-                last.extend(rest);
-                if last.len() > tail {
-                    cut = true;
-                    last.drain(..last.len() - tail);
+                kept.tail.extend(rest);
+                if kept.tail.len() > tail {
+                    kept.cut = true;
+                    let extra = kept.tail.len() - tail;
+                    kept.tail.drain(..extra);
                 }
             }
-            if cut && tail > 0 {
-                kept.extend_from_slice(b"\n[...]\n");
-            }
-            kept.extend(last);
-            (kept, cut)
+            let _ = send.send(());
         });
-        Capture { thread }
+        Capture { kept, ended }
     }
 
-    /// What was kept, and whether anything was dropped.
-    fn join(self) -> (Vec<u8>, bool) {
-        self.thread.join().unwrap_or_default()
+    /// What was kept, and whether anything was dropped. The output is read until it ends or
+    /// `until`, whichever comes first (the thread reads on, and drops what it reads, until
+    /// the output ends).
+    fn join(self, until: Instant) -> (Vec<u8>, bool) {
+        let _ = self
+            .ended
+            .recv_timeout(until.saturating_duration_since(Instant::now()));
+        let Ok(mut kept) = self.kept.lock() else {
+            return (Vec::new(), true);
+        };
+        let mut out = std::mem::take(&mut kept.head);
+        if kept.cut && !kept.tail.is_empty() {
+            out.extend_from_slice(b"\n[...]\n");
+        }
+        out.extend(kept.tail.drain(..));
+        (out, kept.cut)
     }
 }
 

@@ -475,6 +475,12 @@ impl Sshd {
     /// config. Returns None (after printing why) only when OpenSSH is not installed; any other
     /// failure panics, so a broken harness cannot pass as a silently skipped test.
     pub fn start_with(extra_sshd_config: &str) -> Option<Sshd> {
+        Self::start_custom("internal-sftp", extra_sshd_config)
+    }
+
+    /// Like `start_with`, with `sftp_subsystem` as the command of the sftp subsystem (a
+    /// hostile server of the test, say).
+    pub fn start_custom(sftp_subsystem: &str, extra_sshd_config: &str) -> Option<Sshd> {
         for tool in [SSHD, SSH, SCP, SSH_KEYGEN] {
             if !Path::new(tool).exists() {
                 skip(&format!(
@@ -522,7 +528,7 @@ impl Sshd {
                      UsePAM no\n\
                      PasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\n\
-                     Subsystem sftp internal-sftp\n\
+                     Subsystem sftp {sftp_subsystem}\n\
                      LogLevel VERBOSE\n\
                      PidFile {pid}\n\
                      PermitRootLogin prohibit-password\n\
