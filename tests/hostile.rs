@@ -402,11 +402,12 @@ fn a_second_answer_to_a_request_ends_the_session_as_a_protocol_error() {
     assert_nothing_staged(&target, what, &out);
 }
 
-/// Packets that are too big, cut short, or answer requests never made: a clear error, no
-/// panic, nothing staged.
+/// Packets that are too big or answer requests never made: a clear error, no panic,
+/// nothing staged, and no second try through scp. (A packet cut short by the end of the
+/// session is a lost connection: see `a_packet_cut_short_by_a_lost_session`.)
 #[test]
 fn broken_packets_fail_the_peer_cleanly() {
-    for scenario in ["huge-packet", "truncated", "wrong-id"] {
+    for scenario in ["huge-packet", "wrong-id"] {
         let peer = Hostile::sftp(scenario);
         let target = peer.target("target");
         let what = format!("stage from a server sending {scenario}");
@@ -420,6 +421,31 @@ fn broken_packets_fail_the_peer_cleanly() {
             .expect_stderr_line_with(&[&peer.host, "nothing staged"], &what);
         assert_no_terminal_control(&out, &what);
         assert_nothing_staged(&target, &what, &out);
+    }
+}
+
+/// A packet cut short, then the session ends: a connection lost mid-copy. The copy starts
+/// again with scp on a connection of its own (here the peer's scp serves the real files,
+/// through the legacy protocol since its SFTP server is the broken one): the files staged
+/// are the peer's, whole, or nothing is.
+#[test]
+fn a_packet_cut_short_by_a_lost_session() {
+    let peer = Hostile::sftp("truncated");
+    let target = peer.target("target");
+    let what = "stage from a server whose session ends inside a packet";
+    let out = peer.stage(&target, &[], &peer.peer("-B -q"));
+    out.expect_no_panic(what);
+    assert_no_terminal_control(&out, what);
+    if out.code == 0 {
+        assert_eq!(
+            regular_files(&target),
+            regular_files(&peer.collect),
+            "{what}: staged files differ from the peer's\n{}",
+            out.describe()
+        );
+        out.expect_stderr_contains("SFTP session lost", what);
+    } else {
+        assert_nothing_staged(&target, what, &out);
     }
 }
 

@@ -177,14 +177,14 @@ fn an_rcp_option_the_session_cannot_honour_leaves_the_copy_to_scp() {
 fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
     let sshd = sshd_or_skip!();
     let base = tempdir();
-    // An rsh command whose control master (the one started with -s, for the SFTP session)
-    // is cut off 20,000 bytes into its answers, in the middle of the copy, as a dropped link
-    // would cut it. The copy must still happen, with scp over a connection of its own.
-    // Named ssh, or it would not count as OpenSSH's and no connection would be shared.
+    // The ssh of the rcp command (`scp -S`), whose control master (the one started with
+    // ControlMaster=yes and -s, for the SFTP session) is cut off 20,000 bytes into its
+    // answers, in the middle of the copy, as a dropped link would cut it. The copy must
+    // still happen, with scp over a connection of its own. Named ssh, like OpenSSH's.
     let wrapper = write_script(
         &mkdir(&base.path().join("cut-master")).join("ssh"),
         r#"case " $* " in
-  *" -s "*)
+  *" ControlMaster=yes "*" -s "*)
     fifo="$(dirname "$0")/answers"; rm -f "$fifo"; mkfifo "$fifo"
     # A command put in the background reads /dev/null unless told otherwise.
     exec 3<&0
@@ -194,8 +194,12 @@ fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
 esac
 exec /usr/bin/ssh "$@""#,
     );
-    let rsh = sshd.rsh_command().replacen("/usr/bin/ssh", &p(&wrapper), 1);
-    let config = remote_pool_with(base.path(), &["dies-a"], &sshd.rcp_command(), &rsh);
+    let rcp = sshd.rcp_command().replacen(
+        "/usr/bin/scp",
+        &format!("/usr/bin/scp -S {}", p(&wrapper)),
+        1,
+    );
+    let config = remote_pool_with(base.path(), &["dies-a"], &rcp, &sshd.rsh_command());
     let tmp = mkdir(&base.path().join("tmp"));
     let out = run_pool(&config, &tmp, &[]);
     out.expect_code(0, "pool run whose shared connection dies");

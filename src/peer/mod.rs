@@ -5,9 +5,9 @@
 //! command and driven with an rsh-compatible one.
 
 mod local;
-mod mux;
 mod remote;
 mod sftp;
+mod staging;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

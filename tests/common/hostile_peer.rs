@@ -159,6 +159,8 @@ struct Server {
     next_handle: u32,
     /// READDIR rounds served, for the endless listing.
     rounds: u64,
+    /// A real file that stands in for the names the endless listing makes up.
+    stand_in: Option<PathBuf>,
 }
 
 fn sftp_server(scenario: &str) -> i32 {
@@ -169,6 +171,7 @@ fn sftp_server(scenario: &str) -> i32 {
         handles: HashMap::new(),
         next_handle: 0,
         rounds: 0,
+        stand_in: None,
     };
     loop {
         let mut length = [0u8; 4];
@@ -304,6 +307,13 @@ impl Server {
                         "Permission denied\npeerstage: info: peer evil: staged 9 files\x1b]0;owned\x07\x1b[2J",
                     );
                 }
+                // The endless listing's names are all served by one real file.
+                let path = match (&self.stand_in, path.exists()) {
+                    (Some(stand_in), false) if self.scenario == "endless-readdir" => {
+                        stand_in.clone()
+                    }
+                    _ => path,
+                };
                 let opened = if flags & 0x02 != 0 {
                     fs::OpenOptions::new()
                         .write(true)
@@ -398,7 +408,7 @@ impl Server {
             }
             OPENDIR => {
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(fields.bytes()));
-                let entries = match fs::read_dir(&path) {
+                let entries: Vec<(Vec<u8>, fs::Metadata)> = match fs::read_dir(&path) {
                     Ok(entries) => entries
                         .flatten()
                         .filter_map(|entry| {
@@ -408,6 +418,9 @@ impl Server {
                         .collect(),
                     Err(err) => return self.io_status(id, &err),
                 };
+                if let Some((name, _)) = entries.iter().find(|(_, meta)| meta.is_file()) {
+                    self.stand_in = Some(path.join(std::ffi::OsStr::from_bytes(name)));
+                }
                 self.handle(id, Handle::Dir(entries, false));
             }
             READDIR => self.readdir(id, Self::handle_of(&mut fields)),
@@ -433,7 +446,7 @@ impl Server {
         match self.scenario.as_str() {
             // New names in every answer, never EOF.
             "endless-readdir" => {
-                let Some((_, meta)) = entries.first() else {
+                let Some((_, meta)) = entries.iter().find(|(_, meta)| meta.is_file()) else {
                     return self.status(id, FX_FAILURE, "empty");
                 };
                 let meta = meta.clone();

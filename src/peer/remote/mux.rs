@@ -19,12 +19,12 @@ use crate::limits::Limits;
 use crate::ownership::Ownership;
 use crate::process::{last_line, Background, Cmd};
 
-use super::sftp::{Sftp, SftpError};
+use crate::peer::sftp::{Session, SftpError};
 
 /// How long a master may take to connect and authenticate when no peer deadline is nearer.
 const CONNECT_WAIT: Duration = Duration::from_secs(45);
 
-pub(super) struct Mux {
+pub struct Mux {
     /// A master without a session of its own (`ssh -M -N`); None when the master's session is
     /// the peer's SFTP session, which its owner ends. Before the dir: it must die before its
     /// socket dir is removed.
@@ -33,22 +33,32 @@ pub(super) struct Mux {
     _dir: ScratchDir,
 }
 
+/// What starting the shared connection gave.
+pub enum Started {
+    /// The master, whose own session is the peer's SFTP session.
+    Sftp(Mux, Box<Session>),
+    /// A master without a session; `sftp_refused` when an SFTP session was asked for and
+    /// the peer has no SFTP server (it connects, but the subsystem is refused).
+    Plain { mux: Mux, sftp_refused: bool },
+    /// No master could start for a reason a direct connection might not share: every
+    /// command connects on its own.
+    Unshared,
+}
+
 impl Mux {
-    /// Starts a master for `destination` with the peer's rsh command. With `sftp`, the
-    /// master's own session is the peer's SFTP session (`ssh -M … -s destination sftp`),
-    /// returned beside it: one process and one session on the peer fewer than a master plus
-    /// a session over it, and the session's handshake tells when the connection is up. A
-    /// peer without an SFTP subsystem gets a plain master instead. `Ok(None)` when no master
-    /// could start for a reason that a direct connection might not share; the caller then
-    /// runs its commands unshared.
+    /// Starts a master for `destination` with `ssh` (the ssh the rcp command would start).
+    /// With `sftp`, the master's own session is the peer's SFTP session (`ssh -M … -s
+    /// destination sftp`), returned beside it: one process and one session on the peer fewer
+    /// than a master plus a session over it, and the session's handshake tells when the
+    /// connection is up. A peer without an SFTP server gets a plain master instead.
     pub fn start(
-        rsh: &Cmd,
+        ssh: &Cmd,
         destination: &str,
         wrap: impl Fn(Cmd) -> Result<Cmd>,
         local_user: Option<Ownership>,
         limits: Limits,
         sftp: bool,
-    ) -> Result<Option<(Mux, Option<Sftp>)>> {
+    ) -> Result<Started> {
         // Unix socket paths are short (108 bytes): a dir in the temp dir, not the working dir.
         // The socket dirs of runs that were killed (their masters died with them).
         crate::fsutil::remove_debris(&std::env::temp_dir());
@@ -73,18 +83,19 @@ impl Mux {
             .deadline
             .unwrap_or(started + CONNECT_WAIT)
             .min(started + CONNECT_WAIT);
+        let mut sftp_refused = false;
         if sftp {
-            let session_cmd = wrap(session_command(rsh, &socket, destination))?;
+            let session_cmd = wrap(session_command(ssh, &socket, destination))?;
             log::info!("{session_cmd}");
             let connecting = Limits {
                 deadline: Some(until),
                 idle: None,
             };
-            let mut session = match Sftp::spawn(&session_cmd, &log, connecting) {
+            let mut session = match Session::spawn(&session_cmd, &log, connecting) {
                 Ok(session) => session,
                 Err(err) => {
                     log::debug!("cannot start an ssh control master: {err}");
-                    return Ok(None);
+                    return Ok(Started::Unshared);
                 }
             };
             match session.handshake() {
@@ -95,7 +106,7 @@ impl Mux {
                         socket,
                         _dir: dir,
                     };
-                    return Ok(Some((mux, Some(session))));
+                    return Ok(Started::Sftp(mux, Box::new(session)));
                 }
                 // The master listens once logged in; the session never answered.
                 Err(SftpError::TimedOut(_)) if socket.exists() => {
@@ -114,13 +125,14 @@ impl Mux {
                     log::debug!(
                         "no SFTP session with {destination} ({err}: {said}); starting a plain master"
                     );
+                    sftp_refused = true;
                 }
             }
         }
         // A session ended by Ctrl-C is not a peer without SFTP.
         crate::cancel::check()?;
         let master_cmd = wrap(
-            rsh.clone()
+            ssh.clone()
                 .args(control_options(&socket, "yes"))
                 .args(["-o", "ControlPersist=no", "-N"])
                 .arg(destination),
@@ -130,7 +142,7 @@ impl Mux {
             Ok(master) => master,
             Err(err) => {
                 log::debug!("cannot start an ssh control master: {err}");
-                return Ok(None);
+                return Ok(Started::Unshared);
             }
         };
         loop {
@@ -140,7 +152,7 @@ impl Mux {
                     socket,
                     _dir: dir,
                 };
-                return Ok(Some((mux, None)));
+                return Ok(Started::Plain { mux, sftp_refused });
             }
             if master.exited() {
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
@@ -153,7 +165,7 @@ impl Mux {
                 log::debug!(
                     "ssh control master for {destination} exited ({last}); running unshared"
                 );
-                return Ok(None);
+                return Ok(Started::Unshared);
             }
             if Instant::now() >= until {
                 return Err(no_answer(destination, started));
@@ -170,7 +182,7 @@ impl Mux {
 }
 
 /// The master whose own session is the SFTP session: `ssh -M … -s destination sftp`.
-pub(super) fn session_command(rsh: &Cmd, socket: &Path, destination: &str) -> Cmd {
+pub fn session_command(rsh: &Cmd, socket: &Path, destination: &str) -> Cmd {
     rsh.clone()
         .args(control_options(socket, "yes"))
         .args(["-o", "ControlPersist=no", "-s"])
@@ -185,7 +197,7 @@ fn no_answer(destination: &str, started: Instant) -> Error {
     ))
 }
 
-pub(super) fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
+pub fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
     let mut path = OsString::from("ControlPath=");
     path.push(socket);
     vec![
@@ -197,7 +209,7 @@ pub(super) fn control_options(socket: &Path, master: &str) -> Vec<OsString> {
 }
 
 /// ssh's words for "never got to talk to the peer".
-pub(super) fn is_connection_message(text: &str) -> bool {
+pub fn is_connection_message(text: &str) -> bool {
     const SIGNS: [&str; 12] = [
         "Connection closed",
         "Connection refused",
@@ -220,158 +232,5 @@ impl Drop for Mux {
         // SIGTERM to the master's group ends it at once (su passes it on); no `ssh -O exit`
         // round trip at the end of every peer.
         drop(self.master.take());
-    }
-}
-
-/// The ssh command that starts the shared connection: the rsh command, compressed when the
-/// rcp command asks for compression (Cedar's default `scp -C`), since over a shared
-/// connection scp's own `-C` no longer has any effect.
-pub(super) fn master_command(rcp: &Cmd, rsh: &Cmd) -> Cmd {
-    let compress = |cmd: &Cmd, takes_value: &str| {
-        connection_options(cmd, takes_value, |flag| (flag == 'C').then_some('C'))
-            .is_some_and(|flags| !flags.is_empty())
-    };
-    if compress(rcp, SCP_VALUE_FLAGS) && !compress(rsh, SSH_VALUE_FLAGS) {
-        rsh.clone().arg("-C")
-    } else {
-        rsh.clone()
-    }
-}
-
-const SCP_VALUE_FLAGS: &str = "cDFiJlPoSX";
-const SSH_VALUE_FLAGS: &str = "BbcDEeFIiJLlmOoPpQRSWw";
-
-/// Whether scp and ssh, as configured, would connect the same way (same config file,
-/// identity, port, options...). Only then may one connection serve both: over a shared
-/// connection, scp's own connection options would be silently ignored.
-pub(super) fn same_connection(rcp: &Cmd, rsh: &Cmd) -> bool {
-    let scp = connection_options(rcp, SCP_VALUE_FLAGS, |flag| match flag {
-        'P' => Some('p'),
-        'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' => Some(flag),
-        _ => None,
-    });
-    let ssh = connection_options(rsh, SSH_VALUE_FLAGS, |flag| match flag {
-        'p' | 'F' | 'i' | 'o' | 'c' | 'J' | '4' | '6' | 'l' => Some(flag),
-        _ => None,
-    });
-    match (scp, ssh) {
-        (Some(scp), Some(ssh)) => scp == ssh,
-        _ => false,
-    }
-}
-
-/// Every flag of an scp command line in order (connection options included); None when its
-/// words cannot be read as options.
-pub(super) fn scp_flags(rcp: &Cmd) -> Option<Vec<char>> {
-    Some(
-        options(rcp, SCP_VALUE_FLAGS, Some)?
-            .into_iter()
-            .map(|(flag, _)| flag)
-            .collect(),
-    )
-}
-
-/// The options of a command line that decide where and how it connects, normalised and
-/// sorted; None when the words cannot be read as options (then nothing is assumed).
-fn connection_options(
-    cmd: &Cmd,
-    takes_value: &str,
-    keep: impl Fn(char) -> Option<char>,
-) -> Option<Vec<(char, String)>> {
-    let mut kept = options(cmd, takes_value, keep)?;
-    kept.sort();
-    Some(kept)
-}
-
-/// The options of a command line, in order, each kept (under the name `keep` gives it) with
-/// its value; None when the words cannot be read as options.
-fn options(
-    cmd: &Cmd,
-    takes_value: &str,
-    keep: impl Fn(char) -> Option<char>,
-) -> Option<Vec<(char, String)>> {
-    let mut kept = Vec::new();
-    let mut words = cmd.get_args().iter();
-    while let Some(word) = words.next() {
-        let word = word.to_str()?;
-        let flags = word.strip_prefix('-')?;
-        for (i, flag) in flags.char_indices() {
-            if takes_value.contains(flag) {
-                let rest = &flags[i + flag.len_utf8()..];
-                let value = if rest.is_empty() {
-                    words.next()?.to_str()?.to_string()
-                } else {
-                    rest.to_string()
-                };
-                if let Some(key) = keep(flag) {
-                    kept.push((key, value));
-                }
-                break;
-            }
-            if let Some(key) = keep(flag) {
-                kept.push((key, String::new()));
-            }
-        }
-    }
-    Some(kept)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cmd(line: &str) -> Cmd {
-        let words = shell_words::split(line).unwrap();
-        Cmd::new(&words[0]).args(&words[1..])
-    }
-
-    #[test]
-    fn same_connection_when_the_connection_options_agree() {
-        assert!(same_connection(
-            &cmd("/usr/bin/scp -B -q -C"),
-            &cmd("/usr/bin/ssh")
-        ));
-        assert!(same_connection(
-            &cmd("scp -F /c -B -q -C"),
-            &cmd("ssh -F /c")
-        ));
-        assert!(same_connection(
-            &cmd("scp -P 2222 -i /k -p"),
-            &cmd("ssh -i/k -p2222")
-        ));
-        assert!(same_connection(
-            &cmd("scp -o Port=2 -O"),
-            &cmd("ssh -oPort=2")
-        ));
-    }
-
-    #[test]
-    fn the_master_compresses_when_scp_asks_for_it() {
-        let rsh = cmd("/usr/bin/ssh -F /c");
-        assert_eq!(
-            master_command(&cmd("/usr/bin/scp -B -q -C"), &rsh).to_string(),
-            "/usr/bin/ssh -F /c -C"
-        );
-        assert_eq!(
-            master_command(&cmd("/usr/bin/scp -BqC"), &rsh).to_string(),
-            "/usr/bin/ssh -F /c -C"
-        );
-        assert_eq!(
-            master_command(&cmd("/usr/bin/scp -B -q"), &rsh).to_string(),
-            "/usr/bin/ssh -F /c"
-        );
-        assert_eq!(
-            master_command(&cmd("/usr/bin/scp -C"), &cmd("ssh -C")).to_string(),
-            "ssh -C"
-        );
-    }
-
-    #[test]
-    fn separate_connections_when_they_differ() {
-        assert!(!same_connection(&cmd("scp -F /c -B"), &cmd("ssh")));
-        assert!(!same_connection(&cmd("scp -o Port=1"), &cmd("ssh")));
-        assert!(!same_connection(&cmd("scp"), &cmd("ssh -l backup")));
-        assert!(!same_connection(&cmd("scp -i /a"), &cmd("ssh -i /b")));
-        assert!(!same_connection(&cmd("scp host:x"), &cmd("ssh")));
     }
 }

@@ -1,0 +1,611 @@
+//! The copy of a whole collect dir over SFTP, as scp's `dir/*` would copy it (every
+//! non-hidden regular file, symlinks followed), but pipelined across files: the listing is
+//! streamed into the copy, many files are open and read at once within a bounded window of
+//! bytes in flight, and each file's close goes out as soon as its last byte is in. A peer of
+//! many small files costs a handful of round trips, not a few per file; a big file keeps
+//! 128 reads of 32 KiB in flight (OpenSSH's own client keeps 64). Memory is bounded by the
+//! window and the listing (`max_entries`), never by a file's size.
+//!
+//! Every file is read to the size the listing gave and no further: one read of a byte past
+//! that must say EOF, so a file that grows (or a peer that sends without end) is found out
+//! without a byte of it written, and one that ends early is found out too.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+
+use super::packet::{self, bytes_body, handle_answer, open_body, read_body, Answer, Attrs, Kind};
+use super::{Listing, Session, SftpError};
+use crate::fsutil::{is_plain_file_name, DirFd};
+use crate::ownership::Ownership;
+
+/// The size of each read: what every server answers whole.
+const READ_CHUNK: u32 = 32 * 1024;
+/// Bytes asked for and not yet come, over all files.
+const WINDOW: u64 = 128 * READ_CHUNK as u64;
+/// Files open at once when the server does not tell its limit; at most this many when it
+/// does (every open file is a descriptor, here and on the peer).
+const OPEN_DEFAULT: usize = 64;
+const OPEN_MAX: usize = 256;
+/// READDIRs in flight while the listing streams in.
+const READDIRS_IN_FLIGHT: usize = 8;
+
+/// What to copy, and where to.
+pub struct Plan<'a> {
+    /// The collect dir, on the peer.
+    pub dir: &'a [u8],
+    /// The private dir the files are created in.
+    pub into: &'a DirFd,
+    pub max_entries: u64,
+    /// Keep the source's modes and times, as `scp -p` does.
+    pub preserve: bool,
+    /// Who the files belong to: the local user whose scp would have written them.
+    pub owner: Option<Ownership>,
+}
+
+/// What came.
+#[derive(Debug, Default)]
+pub struct Downloaded {
+    /// The files that arrived, with the size the peer listed for each.
+    pub files: Vec<(OsString, u64)>,
+    /// Entries that are not copied, each with why, in scp's words.
+    pub skipped: Vec<String>,
+}
+
+/// Why a download stopped while the session itself is fine; nothing of it may be staged.
+#[derive(Debug)]
+pub enum Failure {
+    /// No collect dir there, or nothing in it.
+    MissingOrEmpty,
+    /// The peer listed a name that cannot be a local file name.
+    NotPlain(Vec<u8>),
+    /// A symlink to nothing (scp fails on it too).
+    Dangling(Vec<u8>),
+    /// The peer refused to open or read a file.
+    Refused { path: Vec<u8>, error: SftpError },
+    /// Writing a file here failed.
+    Write {
+        name: OsString,
+        error: std::io::Error,
+    },
+    /// A file is not the size it was listed with: `now` is what came (None: more came).
+    Changed {
+        path: Vec<u8>,
+        listed: u64,
+        now: Option<u64>,
+    },
+}
+
+enum Request {
+    ReadDir,
+    Stat(Vec<u8>),
+    Open(usize),
+    Read {
+        file: usize,
+        offset: u64,
+        length: u32,
+    },
+    Close,
+}
+
+/// A regular file of the listing, on its way.
+struct Entry {
+    name: Vec<u8>,
+    attrs: Attrs,
+    size: u64,
+    handle: Option<Vec<u8>>,
+    local: Option<File>,
+    /// The next offset to ask for.
+    next: u64,
+    past_end_asked: bool,
+    past_end_answered: bool,
+    reads_out: u32,
+    /// Parts that came back short, to ask for again.
+    gaps: Vec<(u64, u32)>,
+    /// In the queue of files with reads to send.
+    queued: bool,
+}
+
+struct Copy<'a, 'p> {
+    session: &'a mut Session,
+    plan: &'a Plan<'p>,
+    requests: HashMap<u32, Request>,
+    entries: Vec<Entry>,
+    to_open: VecDeque<usize>,
+    to_read: VecDeque<usize>,
+    open_files: usize,
+    max_open: usize,
+    bytes_out: u64,
+    readdirs_out: usize,
+    listing: Listing,
+    dir_handle: Vec<u8>,
+    any: bool,
+    done: Downloaded,
+    failure: Option<Failure>,
+}
+
+/// Copies every regular file of `plan.dir` into `plan.into`. The outer error is the
+/// session's (it cannot be used again); the inner one stops the stage.
+pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded, Failure>> {
+    let limits = session.ask_limits();
+    let opening = session.send(packet::OPENDIR, &bytes_body(plan.dir));
+    let mut max_open = OPEN_DEFAULT;
+    if let Some(id) = limits {
+        let (answer_id, kind, body) = session.recv()?;
+        if answer_id != id {
+            return Err(packet::unexpected(kind));
+        }
+        // A server that says nothing useful keeps the default.
+        if let Ok(handles) = packet::open_handles_limit(kind, &body) {
+            if handles > 16 {
+                max_open = usize::try_from(handles - 8)
+                    .unwrap_or(OPEN_MAX)
+                    .min(OPEN_MAX);
+            }
+        }
+    }
+    let (answer_id, kind, body) = session.recv()?;
+    if answer_id != opening {
+        return Err(packet::unexpected(kind));
+    }
+    let dir_handle = match handle_answer(kind, &body) {
+        Ok(handle) => handle,
+        Err(SftpError::Status {
+            code: packet::FX_NO_SUCH_FILE,
+            ..
+        }) => return Ok(Err(Failure::MissingOrEmpty)),
+        Err(err @ SftpError::Status { .. }) => {
+            return Ok(Err(Failure::Refused {
+                path: plan.dir.to_vec(),
+                error: err,
+            }))
+        }
+        Err(err) => return Err(err),
+    };
+    let mut copy = Copy {
+        session,
+        plan,
+        requests: HashMap::new(),
+        entries: Vec::new(),
+        to_open: VecDeque::new(),
+        to_read: VecDeque::new(),
+        open_files: 0,
+        max_open,
+        bytes_out: 0,
+        readdirs_out: 0,
+        listing: Listing::new(plan.max_entries),
+        dir_handle,
+        any: false,
+        done: Downloaded::default(),
+        failure: None,
+    };
+    copy.run()?;
+    if let Some(failure) = copy.failure {
+        return Ok(Err(failure));
+    }
+    if !copy.any {
+        return Ok(Err(Failure::MissingOrEmpty));
+    }
+    Ok(Ok(copy.done))
+}
+
+impl Copy<'_, '_> {
+    fn path(&self, name: &[u8]) -> Vec<u8> {
+        let mut path = self.plan.dir.to_vec();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        path
+    }
+
+    fn send(&mut self, kind: u8, body: &[u8], request: Request) {
+        let id = self.session.send(kind, body);
+        self.requests.insert(id, request);
+    }
+
+    /// Records why the download stops (the first reason counts), and closes the files that
+    /// wait for nothing; the others close as their reads are answered.
+    fn fail(&mut self, failure: Failure) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.failure = Some(failure);
+        for index in 0..self.entries.len() {
+            if self.entries[index].reads_out == 0 {
+                if let Some(handle) = self.entries[index].handle.take() {
+                    self.close_file(index, handle);
+                }
+            }
+        }
+    }
+
+    fn run(&mut self) -> Answer<()> {
+        loop {
+            if self.failure.is_none() {
+                self.send_more()?;
+            }
+            if self.requests.is_empty() {
+                break;
+            }
+            let (id, kind, body) = self.session.recv()?;
+            let Some(request) = self.requests.remove(&id) else {
+                return Err(packet::unexpected(kind));
+            };
+            self.take(request, kind, &body)?;
+        }
+        // Every file handle is closed by now (or was never opened); the dir's goes last.
+        let close = self
+            .session
+            .send(packet::CLOSE, &bytes_body(&self.dir_handle));
+        let (id, kind, body) = self.session.recv()?;
+        if id != close {
+            return Err(packet::unexpected(kind));
+        }
+        if kind == packet::STATUS {
+            packet::status(&body)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what the window and the limits allow: READDIRs until the listing ends, OPENs
+    /// for listed files, READs for open ones.
+    fn send_more(&mut self) -> Answer<()> {
+        while !self.listing.ended && self.readdirs_out < READDIRS_IN_FLIGHT {
+            self.listing.asked()?;
+            let body = bytes_body(&self.dir_handle);
+            self.send(packet::READDIR, &body, Request::ReadDir);
+            self.readdirs_out += 1;
+        }
+        while self.open_files < self.max_open {
+            let Some(index) = self.to_open.pop_front() else {
+                break;
+            };
+            let body = open_body(
+                &self.path(&self.entries[index].name),
+                packet::FXF_READ,
+                None,
+            );
+            self.send(packet::OPEN, &body, Request::Open(index));
+            self.open_files += 1;
+        }
+        while self.bytes_out < WINDOW {
+            let Some(&index) = self.to_read.front() else {
+                break;
+            };
+            let entry = &mut self.entries[index];
+            let next = if entry.handle.is_none() {
+                None
+            } else if let Some(gap) = entry.gaps.pop() {
+                Some(gap)
+            } else if entry.next < entry.size {
+                let length = (entry.size - entry.next).min(u64::from(READ_CHUNK)) as u32;
+                entry.next += u64::from(length);
+                Some((entry.next - u64::from(length), length))
+            } else if !entry.past_end_asked {
+                entry.past_end_asked = true;
+                Some((entry.size, 1))
+            } else {
+                None
+            };
+            let (Some((offset, length)), Some(handle)) = (next, &entry.handle) else {
+                entry.queued = false;
+                self.to_read.pop_front();
+                continue;
+            };
+            entry.reads_out += 1;
+            let body = read_body(handle, offset, length);
+            self.send(
+                packet::READ,
+                &body,
+                Request::Read {
+                    file: index,
+                    offset,
+                    length,
+                },
+            );
+            self.bytes_out += u64::from(length);
+        }
+        Ok(())
+    }
+
+    /// One answer, to the request it answers.
+    fn take(&mut self, request: Request, kind: u8, body: &[u8]) -> Answer<()> {
+        match request {
+            Request::ReadDir => {
+                self.readdirs_out -= 1;
+                if self.failure.is_some() {
+                    return Ok(());
+                }
+                let mut names = Vec::new();
+                let answered = self.listing.answer(kind, body, |name, attrs| {
+                    names.push((name.to_vec(), attrs));
+                    Ok(())
+                });
+                match answered {
+                    Ok(()) => {}
+                    Err(err @ SftpError::Status { .. }) => {
+                        let path = self.plan.dir.to_vec();
+                        self.fail(Failure::Refused { path, error: err });
+                        return Ok(());
+                    }
+                    Err(err) => return Err(err),
+                }
+                for (name, attrs) in names {
+                    self.listed(name, attrs);
+                }
+                Ok(())
+            }
+            Request::Stat(name) => {
+                if self.failure.is_some() {
+                    return Ok(());
+                }
+                let answer = if kind == packet::STATUS {
+                    packet::status(body).and(Err(packet::unexpected(kind)))
+                } else {
+                    packet::attrs_answer(kind, body)
+                };
+                match answer {
+                    Ok(attrs) if attrs.kind() == Kind::File => self.add_file(name, attrs),
+                    Ok(_) => self.skip(&name),
+                    Err(SftpError::Status {
+                        code: packet::FX_NO_SUCH_FILE,
+                        ..
+                    }) => self.fail(Failure::Dangling(self.path(&name))),
+                    Err(err @ SftpError::Status { .. }) => self.fail(Failure::Refused {
+                        path: self.path(&name),
+                        error: err,
+                    }),
+                    Err(err) => return Err(err),
+                }
+                Ok(())
+            }
+            Request::Open(index) => self.opened(index, kind, body),
+            Request::Read {
+                file,
+                offset,
+                length,
+            } => {
+                self.bytes_out -= u64::from(length);
+                self.read(file, offset, length, kind, body)
+            }
+            Request::Close => {
+                if kind == packet::STATUS {
+                    packet::status(body)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// An entry of the listing: what scp's `*` would do with it.
+    fn listed(&mut self, name: Vec<u8>, attrs: Attrs) {
+        if name.starts_with(b".") || self.failure.is_some() {
+            return;
+        }
+        self.any = true;
+        if !is_plain_file_name(OsStr::from_bytes(&name)) {
+            return self.fail(Failure::NotPlain(name));
+        }
+        match attrs.kind() {
+            Kind::File => self.add_file(name, attrs),
+            Kind::Symlink | Kind::Unknown => {
+                let body = bytes_body(&self.path(&name));
+                self.send(packet::STAT, &body, Request::Stat(name));
+            }
+            Kind::Dir | Kind::Other => self.skip(&name),
+        }
+    }
+
+    fn skip(&mut self, name: &[u8]) {
+        let dir = String::from_utf8_lossy(self.plan.dir).into_owned();
+        self.done.skipped.push(format!(
+            "{dir}/{}: not a regular file",
+            String::from_utf8_lossy(name)
+        ));
+    }
+
+    fn add_file(&mut self, name: Vec<u8>, attrs: Attrs) {
+        // The size is where the copy stops: a file listed without one is not copied.
+        let Some(size) = attrs.size else {
+            let path = self.path(&name);
+            return self.fail(Failure::Refused {
+                path,
+                error: SftpError::Protocol("listed without a size".to_string()),
+            });
+        };
+        self.entries.push(Entry {
+            name,
+            attrs,
+            size,
+            handle: None,
+            local: None,
+            next: 0,
+            past_end_asked: false,
+            past_end_answered: false,
+            reads_out: 0,
+            gaps: Vec::new(),
+            queued: false,
+        });
+        self.to_open.push_back(self.entries.len() - 1);
+    }
+
+    /// A file is open on the peer: create it here (the source's mode less the umask, as
+    /// scp creates it) and start reading.
+    fn opened(&mut self, index: usize, kind: u8, body: &[u8]) -> Answer<()> {
+        let handle = match handle_answer(kind, body) {
+            Ok(handle) => handle,
+            Err(err @ SftpError::Status { .. }) => {
+                self.open_files -= 1;
+                let path = self.path(&self.entries[index].name);
+                self.fail(Failure::Refused { path, error: err });
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        if self.failure.is_some() {
+            self.close_file(index, handle);
+            return Ok(());
+        }
+        let entry = &self.entries[index];
+        let name = OsStr::from_bytes(&entry.name).to_os_string();
+        let mode = entry.attrs.permissions.map_or(0o666, |mode| mode & 0o777);
+        let created = self.plan.into.create_file(&name, mode).and_then(|file| {
+            if let Some(owner) = self.plan.owner {
+                owner.apply(&file)?;
+            }
+            Ok(file)
+        });
+        match created {
+            Ok(file) => {
+                let entry = &mut self.entries[index];
+                entry.local = Some(file);
+                entry.handle = Some(handle);
+                entry.queued = true;
+                self.to_read.push_back(index);
+            }
+            Err(error) => {
+                self.fail(Failure::Write { name, error });
+                self.close_file(index, handle);
+            }
+        }
+        Ok(())
+    }
+
+    fn close_file(&mut self, index: usize, handle: Vec<u8>) {
+        self.open_files -= 1;
+        self.entries[index].local = None;
+        self.send(packet::CLOSE, &bytes_body(&handle), Request::Close);
+    }
+
+    fn read(
+        &mut self,
+        index: usize,
+        offset: u64,
+        length: u32,
+        kind: u8,
+        body: &[u8],
+    ) -> Answer<()> {
+        self.entries[index].reads_out -= 1;
+        let size = self.entries[index].size;
+        let failure = match kind {
+            packet::DATA => {
+                let data = packet::Reader::new(body).bytes()?;
+                if data.len() > length as usize {
+                    return Err(SftpError::Protocol("more data than asked for".to_string()));
+                }
+                if offset >= size {
+                    self.entries[index].past_end_answered = true;
+                    (!data.is_empty()).then(|| self.changed(index, None))
+                } else if data.is_empty() {
+                    Some(self.changed(index, Some(offset)))
+                } else {
+                    self.write(index, offset, length, data)
+                }
+            }
+            packet::STATUS => match packet::status(body) {
+                Err(SftpError::Status {
+                    code: packet::FX_EOF,
+                    ..
+                }) if offset >= size => {
+                    self.entries[index].past_end_answered = true;
+                    None
+                }
+                Err(SftpError::Status {
+                    code: packet::FX_EOF,
+                    ..
+                }) => Some(self.changed(index, Some(offset))),
+                Err(err @ SftpError::Status { .. }) => Some(Failure::Refused {
+                    path: self.path(&self.entries[index].name),
+                    error: err,
+                }),
+                Err(err) => return Err(err),
+                Ok(()) => return Err(packet::unexpected(kind)),
+            },
+            _ => return Err(packet::unexpected(kind)),
+        };
+        if let Some(failure) = failure {
+            self.fail(failure);
+        }
+        self.finish_if_whole(index);
+        Ok(())
+    }
+
+    fn changed(&self, index: usize, now: Option<u64>) -> Failure {
+        let entry = &self.entries[index];
+        Failure::Changed {
+            path: self.path(&entry.name),
+            listed: entry.size,
+            now,
+        }
+    }
+
+    /// Writes what came at its offset; a short answer leaves a gap to ask for again.
+    fn write(&mut self, index: usize, offset: u64, length: u32, data: &[u8]) -> Option<Failure> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let entry = &mut self.entries[index];
+        if let Some(file) = &entry.local {
+            if let Err(error) = file.write_all_at(data, offset) {
+                let name = OsStr::from_bytes(&entry.name).to_os_string();
+                return Some(Failure::Write { name, error });
+            }
+        }
+        if data.len() < length as usize {
+            let end = offset + data.len() as u64;
+            entry.gaps.push((end, length - data.len() as u32));
+            if !entry.queued {
+                entry.queued = true;
+                self.to_read.push_back(index);
+            }
+        }
+        None
+    }
+
+    /// Closes a file whose every byte is in (or, once the download has failed, whose reads
+    /// are all answered).
+    fn finish_if_whole(&mut self, index: usize) {
+        let stopping = self.failure.is_some();
+        let entry = &self.entries[index];
+        let whole = entry.reads_out == 0
+            && entry.gaps.is_empty()
+            && entry.next >= entry.size
+            && entry.past_end_answered;
+        if entry.handle.is_none() || !(whole || (stopping && entry.reads_out == 0)) {
+            return;
+        }
+        if whole && !stopping {
+            if let Err(error) = self.keep_times_and_mode(index) {
+                let name = OsStr::from_bytes(&self.entries[index].name).to_os_string();
+                self.fail(Failure::Write { name, error });
+            } else {
+                let entry = &self.entries[index];
+                self.done
+                    .files
+                    .push((OsStr::from_bytes(&entry.name).to_os_string(), entry.size));
+            }
+        }
+        if let Some(handle) = self.entries[index].handle.take() {
+            self.close_file(index, handle);
+        }
+    }
+
+    /// `scp -p`: the source's mode and times.
+    fn keep_times_and_mode(&self, index: usize) -> std::io::Result<()> {
+        let entry = &self.entries[index];
+        let (Some(file), true) = (&entry.local, self.plan.preserve) else {
+            return Ok(());
+        };
+        let mode = entry.attrs.permissions.map_or(0o644, |mode| mode & 0o777);
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        if let Some((atime, mtime)) = entry.attrs.times {
+            filetime::set_file_handle_times(
+                file,
+                Some(filetime::FileTime::from_unix_time(atime.into(), 0)),
+                Some(filetime::FileTime::from_unix_time(mtime.into(), 0)),
+            )?;
+        }
+        Ok(())
+    }
+}

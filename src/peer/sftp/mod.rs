@@ -1,0 +1,621 @@
+//! An SFTP client for what a remote peer needs (probe the collect indicator, list the
+//! collect dir, copy its files, write and re-read the stage indicator), on the session of the
+//! peer's ssh control master (`ssh -M … -s host sftp`). OpenSSH's scp sends the same
+//! requests (SFTP is its default protocol since 9.0), so an sftp-only account allows them;
+//! but where scp and ssh are separate processes, with a session on the peer for every step,
+//! this is one process and one session for the whole peer.
+//!
+//! Three layers: `packet` builds requests and reads answers; `Session` (here) sends them and
+//! matches each answer to the request waiting for it, within the peer's limits; `download`
+//! keeps many files open and read at once, the listing streamed into the copy.
+
+mod download;
+pub mod packet;
+
+pub use download::{download, Downloaded, Failure, Plan};
+pub use packet::{Attrs, Kind, FX_NO_SUCH_FILE};
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::limits::{Expired, Limits};
+use crate::process::{Cmd, Piped};
+
+use packet::{
+    attrs_answer, bytes_body, each_name, handle_answer, open_body, status, Answer, Reader,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SftpError {
+    /// The peer answered the request with a failure status.
+    Status { code: u32, message: String },
+    /// The session ended: the connection, ssh or the server is gone.
+    Broken(String),
+    /// The peer sent what no request asked for, or more than we take (an answer never
+    /// asked, a packet too big, a listing without end): a broken or hostile server. The
+    /// session is ended and not replaced.
+    Protocol(String),
+    /// The peer's deadline passed, or nothing came for the idle time, while waiting.
+    TimedOut(Expired),
+}
+
+impl std::fmt::Display for SftpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SftpError::Status { code, message } if message.is_empty() => {
+                write!(f, "{}", packet::status_words(*code))
+            }
+            SftpError::Status { message, .. } => f.write_str(message),
+            SftpError::Broken(why) => write!(f, "SFTP session lost: {why}"),
+            SftpError::Protocol(why) => write!(f, "SFTP protocol error: {why}"),
+            SftpError::TimedOut(expired) => write!(f, "{expired}"),
+        }
+    }
+}
+
+/// READDIR requests kept in flight: a listing of thousands of names costs a round trip or
+/// two, not one per hundred names.
+const READDIRS_IN_FLIGHT: usize = 8;
+
+pub struct Session {
+    child: Piped,
+    next_id: u32,
+    limits: Limits,
+    /// When a byte last moved (or the current wait began), for the idle timeout.
+    moved_at: Instant,
+    /// Requests sent and not yet answered: an answer to anything else is refused.
+    pending: HashSet<u32>,
+    /// Requests not yet written: a batch goes out in one write.
+    outgoing: Vec<u8>,
+    /// Answers read from ssh but not yet taken: one read(2) brings many packets.
+    incoming: Vec<u8>,
+    taken: usize,
+    /// The server tells its limits (`limits@openssh.com`).
+    tells_limits: bool,
+}
+
+impl Session {
+    /// Starts `command` (an `ssh … -s destination sftp`), its stderr into `stderr_file`;
+    /// `handshake` must follow. Every answer must come within `limits`.
+    pub fn spawn(command: &Cmd, stderr_file: &Path, limits: Limits) -> Answer<Session> {
+        let child = command.spawn_piped(stderr_file).map_err(|err| {
+            SftpError::Broken(format!(
+                "cannot run {}: {err}",
+                command.program().to_string_lossy()
+            ))
+        })?;
+        Ok(Session {
+            child,
+            next_id: 0,
+            limits,
+            moved_at: Instant::now(),
+            pending: HashSet::new(),
+            outgoing: Vec::new(),
+            incoming: Vec::new(),
+            taken: 0,
+            tells_limits: false,
+        })
+    }
+
+    /// The version exchange. An error here means the session is not available: the peer has
+    /// no SFTP subsystem, or ssh could not run or connect (what it said is in `end`).
+    pub fn handshake(&mut self) -> Answer<()> {
+        // INIT carries the version where other requests carry an id.
+        packet::push_packet(&mut self.outgoing, packet::INIT, &3u32.to_be_bytes(), &[]);
+        match self.receive()? {
+            (packet::VERSION, version) => {
+                self.tells_limits = packet::extensions(&version)?
+                    .iter()
+                    .any(|name| name == packet::LIMITS_EXTENSION);
+                Ok(())
+            }
+            (kind, _) => Err(SftpError::Protocol(format!(
+                "answered INIT with packet type {kind}"
+            ))),
+        }
+    }
+
+    /// From now on every answer must come within `limits` (the peer's, after the connect
+    /// wait).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Ends the session and returns what ssh said on stderr, trimmed to its last line.
+    pub fn end(self) -> String {
+        let until = Instant::now() + std::time::Duration::from_millis(500);
+        let said = self.child.close(
+            self.limits
+                .deadline
+                .map_or(until, |deadline| deadline.min(until)),
+        );
+        match crate::process::last_line(&said) {
+            "" => "the session ended".to_string(),
+            line => line.to_string(),
+        }
+    }
+
+    /// Opens `path` for reading (following a symlink, as a copy would) and closes it again:
+    /// the attributes of a file that could be copied, None if there is no such file. Two
+    /// round trips: the open, then the fstat and the close together.
+    pub fn probe(&mut self, path: &[u8]) -> Answer<Option<Attrs>> {
+        let opening = self.send(packet::OPEN, &open_body(path, packet::FXF_READ, None));
+        let handle = match self
+            .answer_to(opening)
+            .and_then(|(k, a)| handle_answer(k, &a))
+        {
+            Ok(handle) => handle,
+            Err(SftpError::Status {
+                code: FX_NO_SUCH_FILE,
+                ..
+            }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let fstat = self.send(packet::FSTAT, &bytes_body(&handle));
+        let close = self.send(packet::CLOSE, &bytes_body(&handle));
+        let attrs = self
+            .answer_to(fstat)
+            .and_then(|(kind, body)| attrs_answer(kind, &body));
+        let closed = self.answer_to(close);
+        let attrs = attrs?;
+        closed?;
+        Ok(Some(attrs))
+    }
+
+    /// The attributes of `path`, following a symlink.
+    pub fn stat(&mut self, path: &[u8]) -> Answer<Attrs> {
+        let (kind, answer) = self.request(packet::STAT, &bytes_body(path))?;
+        attrs_answer(kind, &answer)
+    }
+
+    /// Creates `path` empty (or truncates it) with `permissions` (less the peer's umask),
+    /// as an scp upload of an empty file does, and looks at it again: a close that says OK
+    /// is not proof. Two round trips: the open, then the close and the stat together.
+    pub fn create_empty(&mut self, path: &[u8], permissions: u32) -> Answer<Attrs> {
+        let flags = packet::FXF_WRITE | packet::FXF_CREAT | packet::FXF_TRUNC;
+        let opening = self.send(packet::OPEN, &open_body(path, flags, Some(permissions)));
+        let (kind, answer) = self.answer_to(opening)?;
+        let handle = handle_answer(kind, &answer)?;
+        let close = self.send(packet::CLOSE, &bytes_body(&handle));
+        let stat = self.send(packet::STAT, &bytes_body(path));
+        let closed = self.answer_to(close);
+        let attrs = self
+            .answer_to(stat)
+            .and_then(|(kind, body)| attrs_answer(kind, &body));
+        closed?;
+        attrs
+    }
+
+    /// Calls `each` with the name and (not followed) attributes of every entry of `dir`, a
+    /// few READDIR requests in flight at once. A peer that lists more than `max_entries`
+    /// entries (or answers more READDIR rounds than that with empty lists) is refused: a
+    /// listing is held in memory.
+    pub fn read_dir(
+        &mut self,
+        dir: &[u8],
+        max_entries: u64,
+        mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
+    ) -> Answer<()> {
+        let opening = self.send(packet::OPENDIR, &bytes_body(dir));
+        let (kind, answer) = self.answer_to(opening)?;
+        let handle = handle_answer(kind, &answer)?;
+        let mut listing = Listing::new(max_entries);
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut result = Ok(());
+        loop {
+            while result.is_ok() && !listing.ended && in_flight.len() < READDIRS_IN_FLIGHT {
+                in_flight.push_back(self.send(packet::READDIR, &bytes_body(&handle)));
+                if let Err(err) = listing.asked() {
+                    result = Err(err);
+                }
+            }
+            let Some(id) = in_flight.pop_front() else {
+                break;
+            };
+            // Answers come in order; every one is read, so the session stays usable.
+            let answer = self.raw_answer_to(id);
+            if result.is_ok() {
+                result = answer.and_then(|(kind, body)| listing.answer(kind, &body, &mut each));
+            }
+        }
+        let closed = self.close(&handle);
+        result?;
+        closed
+    }
+
+    /// Asks the server for its limits, if it tells them; the answer is an EXTENDED_REPLY
+    /// (see `packet::open_handles_limit`).
+    pub(super) fn ask_limits(&mut self) -> Option<u32> {
+        self.tells_limits
+            .then(|| self.send(packet::EXTENDED, &bytes_body(packet::LIMITS_EXTENSION)))
+    }
+
+    fn close(&mut self, handle: &[u8]) -> Answer<()> {
+        self.request(packet::CLOSE, &bytes_body(handle)).map(|_| ())
+    }
+
+    /// Sends a request and waits for its answer, type and body. A failure status is an
+    /// error; an OK status is returned as (STATUS, …).
+    fn request(&mut self, kind: u8, body: &[u8]) -> Answer<(u8, Vec<u8>)> {
+        let id = self.send(kind, body);
+        self.answer_to(id)
+    }
+
+    /// The answer to request `id`, which must be the next to come (nothing else is in
+    /// flight outside a download or a listing, which take all their answers).
+    fn answer_to(&mut self, id: u32) -> Answer<(u8, Vec<u8>)> {
+        let (kind, answer) = self.raw_answer_to(id)?;
+        if kind == packet::STATUS {
+            status(&answer)?;
+        }
+        Ok((kind, answer))
+    }
+
+    /// `answer_to`, a failure status left for the caller to read.
+    fn raw_answer_to(&mut self, id: u32) -> Answer<(u8, Vec<u8>)> {
+        let (answer_id, kind, answer) = self.recv()?;
+        if answer_id != id {
+            return Err(SftpError::Protocol(format!(
+                "an answer to request {answer_id} while request {id} waits"
+            )));
+        }
+        Ok((kind, answer))
+    }
+
+    /// Queues a request (written out before the next answer is awaited); returns its id.
+    pub(super) fn send(&mut self, kind: u8, body: &[u8]) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        self.pending.insert(id);
+        packet::push_packet(&mut self.outgoing, kind, &id.to_be_bytes(), body);
+        id
+    }
+
+    /// The next answer: its id, type and body. Each request gets one answer: an answer to a
+    /// request never sent, or answered already, ends the session.
+    pub(super) fn recv(&mut self) -> Answer<(u32, u8, Vec<u8>)> {
+        let (kind, mut packet) = self.receive()?;
+        let id = Reader::new(&packet).u32()?;
+        if !self.pending.remove(&id) {
+            return Err(SftpError::Protocol(format!(
+                "an answer (type {kind}) to request {id}, which is not waiting for one"
+            )));
+        }
+        packet.drain(..4);
+        Ok((id, kind, packet))
+    }
+
+    fn flush(&mut self) -> Answer<()> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let stdin = self
+            .child
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| SftpError::Broken("stdin closed".to_string()))?;
+        let written = stdin
+            .write_all(&self.outgoing)
+            .and_then(|()| stdin.flush())
+            .map_err(|err| SftpError::Broken(err.to_string()));
+        self.outgoing.clear();
+        // A wait for the answers begins.
+        self.moved_at = Instant::now();
+        written
+    }
+
+    fn receive(&mut self) -> Answer<(u8, Vec<u8>)> {
+        self.flush()?;
+        let mut length = [0u8; 4];
+        self.read_exact(&mut length)?;
+        let length = u32::from_be_bytes(length) as usize;
+        if length == 0 || length > packet::MAX_PACKET {
+            return Err(SftpError::Protocol(format!("bad packet length {length}")));
+        }
+        let mut kind = [0u8; 1];
+        self.read_exact(&mut kind)?;
+        let mut packet = vec![0u8; length - 1];
+        self.read_exact(&mut packet)?;
+        Ok((kind[0], packet))
+    }
+
+    /// Reads exactly `buf.len()` bytes, waiting no longer than the limits allow.
+    fn read_exact(&mut self, buf: &mut [u8]) -> Answer<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            if self.taken == self.incoming.len() {
+                self.refill()?;
+            }
+            let ready = &self.incoming[self.taken..];
+            let count = ready.len().min(buf.len() - filled);
+            buf[filled..filled + count].copy_from_slice(&ready[..count]);
+            filled += count;
+            self.taken += count;
+        }
+        Ok(())
+    }
+
+    /// Reads what ssh has written so far (at least one byte), waiting no longer than the
+    /// limits allow.
+    fn refill(&mut self) -> Answer<()> {
+        let stdout = self
+            .child
+            .child
+            .stdout
+            .as_mut()
+            .ok_or_else(|| SftpError::Broken("stdout closed".to_string()))?;
+        self.incoming.resize(256 * 1024, 0);
+        self.taken = 0;
+        loop {
+            if let Some(until) = self.limits.until(self.moved_at) {
+                let now = Instant::now();
+                if let Some(expired) = self.limits.expired(self.moved_at, now) {
+                    self.incoming.clear();
+                    return Err(SftpError::TimedOut(expired));
+                }
+                let left = until.saturating_duration_since(now);
+                // Rounded up, so that the wait does not end a hair before the limit.
+                let millis = i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX);
+                let mut fds = [nix::poll::PollFd::new(
+                    stdout.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let timeout =
+                    nix::poll::PollTimeout::try_from(millis).unwrap_or(nix::poll::PollTimeout::MAX);
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(_) => {}
+                    Err(err) => {
+                        self.incoming.clear();
+                        return Err(SftpError::Broken(err.to_string()));
+                    }
+                }
+            }
+            match stdout.read(&mut self.incoming) {
+                Ok(0) => {
+                    self.incoming.clear();
+                    return Err(SftpError::Broken("ssh exited".to_string()));
+                }
+                Ok(count) => {
+                    self.incoming.truncate(count);
+                    self.moved_at = Instant::now();
+                    return Ok(());
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.incoming.clear();
+                    return Err(SftpError::Broken(err.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// The READDIR side of a listing: counts entries and rounds against `max_entries`, and
+/// tells when the server has said EOF.
+pub(super) struct Listing {
+    max_entries: u64,
+    entries: u64,
+    rounds: u64,
+    pub ended: bool,
+}
+
+impl Listing {
+    pub fn new(max_entries: u64) -> Listing {
+        Listing {
+            max_entries,
+            entries: 0,
+            rounds: 0,
+            ended: false,
+        }
+    }
+
+    fn too_many(&self) -> SftpError {
+        SftpError::Protocol(format!(
+            "the peer lists more than {} entries (max_entries)",
+            self.max_entries
+        ))
+    }
+
+    /// One more READDIR is about to be sent.
+    pub fn asked(&mut self) -> Answer<()> {
+        self.rounds += 1;
+        if self.rounds > self.max_entries.saturating_add(READDIRS_IN_FLIGHT as u64) {
+            return Err(self.too_many());
+        }
+        Ok(())
+    }
+
+    /// A READDIR's answer: names for `each`, or EOF.
+    pub fn answer(
+        &mut self,
+        kind: u8,
+        body: &[u8],
+        mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
+    ) -> Answer<()> {
+        match kind {
+            packet::NAME if !self.ended => each_name(body, |name, attrs| {
+                self.entries += 1;
+                if self.entries > self.max_entries {
+                    return Err(self.too_many());
+                }
+                each(name, attrs)
+            }),
+            packet::NAME => Err(SftpError::Protocol(
+                "names after the end of a listing".into(),
+            )),
+            packet::STATUS => match status(body) {
+                Err(SftpError::Status {
+                    code: packet::FX_EOF,
+                    ..
+                }) => {
+                    self.ended = true;
+                    Ok(())
+                }
+                Err(err) => Err(err),
+                Ok(()) => Err(packet::unexpected(kind)),
+            },
+            _ => Err(packet::unexpected(kind)),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::packet::*;
+    use super::*;
+
+    pub fn answer(kind: u8, id: u32, body: &[u8]) -> Vec<u8> {
+        let mut packet = Vec::new();
+        put_u32(&mut packet, u32::try_from(body.len() + 5).unwrap());
+        packet.push(kind);
+        put_u32(&mut packet, id);
+        packet.extend_from_slice(body);
+        packet
+    }
+
+    pub fn data(bytes: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_bytes(&mut body, bytes);
+        body
+    }
+
+    pub fn status_body(code: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_u32(&mut body, code);
+        put_bytes(&mut body, b"");
+        put_bytes(&mut body, b"");
+        body
+    }
+
+    pub fn handle(name: &[u8]) -> Vec<u8> {
+        data(name)
+    }
+
+    pub fn names(entries: &[(&[u8], u32, u32)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_u32(&mut body, u32::try_from(entries.len()).unwrap());
+        for (name, size, mode) in entries {
+            put_bytes(&mut body, name);
+            put_bytes(&mut body, b"");
+            body.extend(packet::tests::file_attrs(*size, *mode));
+        }
+        body
+    }
+
+    /// A session whose server says `answers` whatever it is asked (the ids of our requests
+    /// are 1, 2, 3...), and reads and drops the requests.
+    pub fn scripted(dir: &Path, answers: &[Vec<u8>]) -> Session {
+        let script = dir.join("answers");
+        std::fs::write(&script, answers.concat()).unwrap();
+        let cmd = Cmd::new("sh")
+            .arg("-c")
+            .arg("cat \"$0\"; exec cat >/dev/null")
+            .arg(&script);
+        Session::spawn(&cmd, &dir.join("err"), Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn an_answer_to_a_request_never_sent_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sftp = scripted(dir.path(), &[answer(STATUS, 7, &status_body(FX_OK))]);
+        assert!(matches!(sftp.close(b"h"), Err(SftpError::Protocol(_))));
+    }
+
+    /// Answers to requests answered already were kept without bound (1 GiB per peer).
+    #[test]
+    fn a_second_answer_to_one_request_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sftp = scripted(
+            dir.path(),
+            &[
+                answer(STATUS, 1, &status_body(FX_OK)),
+                answer(STATUS, 1, &status_body(FX_OK)),
+            ],
+        );
+        assert_eq!(sftp.close(b"h"), Ok(()));
+        assert!(matches!(sftp.close(b"h"), Err(SftpError::Protocol(_))));
+    }
+
+    #[test]
+    fn a_listing_past_max_entries_is_refused_and_its_answers_all_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut answers = vec![answer(HANDLE, 1, &handle(b"d"))];
+        // 8 READDIRs (2..=9) in flight at once; the fourth answer passes 10 entries.
+        for id in 2..=9 {
+            let entry: (&[u8], u32, u32) = (b"a", 1, 0o100644);
+            answers.push(answer(NAME, id, &names(&[entry; 3])));
+        }
+        answers.push(answer(STATUS, 10, &status_body(FX_OK)));
+        let mut sftp = scripted(dir.path(), &answers);
+        let mut seen = 0;
+        let listed = sftp.read_dir(b"/c", 10, |_, _| {
+            seen += 1;
+            Ok(())
+        });
+        assert!(
+            matches!(listed, Err(SftpError::Protocol(ref why)) if why.contains("more than 10")),
+            "{listed:?}"
+        );
+        assert_eq!(seen, 10);
+    }
+
+    #[test]
+    fn a_listing_ends_at_eof_with_its_readdirs_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut answers = vec![
+            answer(HANDLE, 1, &handle(b"d")),
+            answer(
+                NAME,
+                2,
+                &names(&[(&b"a"[..], 1, 0o100644), (&b"b"[..], 2, 0o100644)]),
+            ),
+        ];
+        // The first answer frees a place for a ninth READDIR (10); all say EOF.
+        for id in 3..=10 {
+            answers.push(answer(STATUS, id, &status_body(FX_EOF)));
+        }
+        answers.push(answer(STATUS, 11, &status_body(FX_OK)));
+        let mut sftp = scripted(dir.path(), &answers);
+        let mut seen = Vec::new();
+        sftp.read_dir(b"/c", 100, |name, attrs| {
+            seen.push((name.to_vec(), attrs.size));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(b"a".to_vec(), Some(1)), (b"b".to_vec(), Some(2))]);
+    }
+
+    #[test]
+    fn a_server_that_says_nothing_is_given_up_at_the_idle_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reads every request and answers none, its stdout open.
+        let cmd = Cmd::new("sh").args(["-c", "cat >/dev/null"]);
+        let idle = std::time::Duration::from_millis(300);
+        let limits = Limits {
+            deadline: None,
+            idle: Some(idle),
+        };
+        let mut sftp = Session::spawn(&cmd, &dir.path().join("err"), limits).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            sftp.close(b"h"),
+            Err(SftpError::TimedOut(Expired::Idle(idle)))
+        );
+        assert!(started.elapsed() >= idle);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_packet_bigger_than_any_answer_is_a_protocol_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut huge = Vec::new();
+        put_u32(&mut huge, u32::MAX);
+        let mut sftp = scripted(dir.path(), &[huge]);
+        assert!(matches!(sftp.close(b"h"), Err(SftpError::Protocol(_))));
+    }
+}

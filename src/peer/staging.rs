@@ -1,0 +1,196 @@
+//! The staging pipeline every peer's files go through: a private incoming dir inside the
+//! target dir, the arrivals given their owner and mode there, checked against what the
+//! peer listed, and renamed into place only when the whole collect dir is there. A copy cut
+//! short, a scp that lies, a full disk or a killed run leave no file under a final name.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_cause, Error, Result};
+use crate::escape::Escaped;
+use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir};
+use crate::ownership::{Mode, Ownership, Perms, SET_ID_BITS};
+
+use super::local::write_cause;
+use super::{check_not_dir, commit_incoming, Verify};
+
+/// A stage's private incoming dir (mode 0700, `.peerstage-tmp-*`), inside the target dir so
+/// that each file is renamed into place whole. Removed with what is left in it when dropped.
+pub struct Incoming {
+    peer: String,
+    target_dir: PathBuf,
+    scratch: ScratchDir,
+    /// The target dir holds something else already (a directory could be in a file's way).
+    crowded: bool,
+}
+
+impl Incoming {
+    /// Removes what a killed run left in the target dir, then creates the incoming dir,
+    /// handed to `owner` (the local user the copy runs as) when there is one.
+    pub fn create(peer: &str, target_dir: &Path, owner: Option<Ownership>) -> Result<Incoming> {
+        let crowded = remove_debris(target_dir);
+        let scratch = scratch_dir(peer, target_dir, owner)?;
+        Ok(Incoming {
+            peer: peer.to_string(),
+            target_dir: target_dir.to_path_buf(),
+            scratch,
+            crowded,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Starts again in a clean incoming dir (after a copy cut off mid-way).
+    pub fn renew(&mut self, owner: Option<Ownership>) -> Result<()> {
+        self.scratch = scratch_dir(&self.peer, &self.target_dir, owner)?;
+        Ok(())
+    }
+
+    fn error(&self, path: &Path, cause: impl std::fmt::Display) -> Error {
+        Error::failed(format!("peer {}: {}: {cause}", self.peer, path.display()))
+    }
+
+    /// Gives every arrival its final owner and mode while it is still private, owner first
+    /// and then the mode it ends with: `perms.mode`, else its own less any set-id or
+    /// sticky bit (`scp -p` keeps the peer's). Returns each arrival's name and size.
+    pub fn settle(&self, perms: &Perms) -> Result<Vec<(OsString, u64)>> {
+        let mut arrivals = Vec::new();
+        let entries =
+            fs::read_dir(self.path()).map_err(|err| self.error(self.path(), io_cause(&err)))?;
+        for entry in entries {
+            let entry = entry.map_err(|err| self.error(self.path(), io_cause(&err)))?;
+            let name = entry.file_name();
+            let arrived = entry.path();
+            // The copy writes only regular files here, each under one plain name.
+            let meta = fs::symlink_metadata(&arrived)
+                .map_err(|err| self.error(&arrived, io_cause(&err)))?;
+            if !meta.is_file() || !is_plain_file_name(&name) {
+                return Err(self.error(
+                    &arrived,
+                    "the copy left something that is not a regular file; nothing staged",
+                ));
+            }
+            if self.crowded {
+                check_not_dir(&self.peer, &self.target_dir.join(&name))?;
+            }
+            // Nothing to set is the common case of a single stage: no open per file for it.
+            if *perms != Perms::default() || meta.mode() & SET_ID_BITS != 0 {
+                let file =
+                    open_nofollow(&arrived).map_err(|err| self.error(&arrived, io_cause(&err)))?;
+                perms
+                    .apply(&file, Some(Mode(meta.mode() & 0o777)))
+                    .map_err(|cause| self.error(&arrived, cause))?;
+            }
+            arrivals.push((name, meta.size()));
+        }
+        Ok(arrivals)
+    }
+
+    /// Moves every file to its final name in the target dir.
+    pub fn commit(self) -> Result<()> {
+        commit_incoming(&self.peer, self.path(), &self.target_dir)
+    }
+}
+
+/// A private scratch dir under `parent`, handed to `owner` when there is one.
+pub fn scratch_dir(peer: &str, parent: &Path, owner: Option<Ownership>) -> Result<ScratchDir> {
+    let scratch = ScratchDir::create_in(parent).map_err(|err| {
+        Error::failed(format!(
+            "peer {peer}: {}: cannot create a scratch dir: {}",
+            parent.display(),
+            write_cause(&err)
+        ))
+    })?;
+    if let Some(owner) = owner {
+        nix::unistd::chown(
+            scratch.path(),
+            Some(owner.uid.into()),
+            Some(owner.gid.into()),
+        )
+        .map_err(|err| {
+            Error::failed(format!(
+                "peer {peer}: {}: cannot hand the scratch dir to the local user: {err}",
+                scratch.path().display()
+            ))
+        })?;
+    }
+    Ok(scratch)
+}
+
+/// What the peer says its collect dir holds: name, size and (for sha256) hex digest of
+/// every file that should arrive.
+pub type Listed = HashMap<OsString, (u64, Option<Vec<u8>>)>;
+
+/// What to check the arrivals against.
+pub enum Listing {
+    Files(Listed),
+    /// The peer could not be listed; the reason goes into the report.
+    Skipped(String),
+}
+
+/// Compares what arrived in `incoming` (names and sizes, as `settle` found them) with what
+/// the peer lists. Returns how the check went, for the report; a mismatch is an error
+/// naming the files.
+pub fn verify(
+    peer: &str,
+    incoming: &Path,
+    arrivals: Vec<(OsString, u64)>,
+    listing: Option<Listing>,
+    verify: Verify,
+) -> Result<String> {
+    let mut listed = match listing {
+        None => return Ok("none".to_string()),
+        Some(Listing::Skipped(why)) => return Ok(why),
+        Some(Listing::Files(files)) => files,
+    };
+    let mut problems = Vec::new();
+    for (name, staged) in arrivals {
+        // Quoted and escaped: a name may hold a newline, and the error is one line.
+        let shown = format!("{name:?}");
+        let Some((size, digest)) = listed.remove(&name) else {
+            problems.push(format!("{shown} (not on the peer)"));
+            continue;
+        };
+        if staged != size {
+            problems.push(format!(
+                "{shown} ({size} bytes on the peer, {staged} staged)"
+            ));
+        } else if let (Verify::Sha256, Some(digest)) = (verify, digest) {
+            let path = incoming.join(&name);
+            let io = |err: std::io::Error| {
+                Error::failed(format!(
+                    "peer {peer}: {}: {}",
+                    path.display(),
+                    io_cause(&err)
+                ))
+            };
+            let mut file = open_nofollow(&path).map_err(io)?;
+            let ours = crate::fsutil::sha256(&mut file).map_err(io)?;
+            let ours: String = ours.iter().map(|byte| format!("{byte:02x}")).collect();
+            if ours.as_bytes() != digest.as_slice() {
+                problems.push(format!("{shown} (SHA-256 differs)"));
+            }
+        }
+    }
+    let mut missing: Vec<_> = listed
+        .into_keys()
+        .map(|name| format!("{name:?} (did not arrive)"))
+        .collect();
+    missing.sort();
+    problems.extend(missing);
+    if problems.is_empty() {
+        return Ok(verify.as_str().to_string());
+    }
+    let count = problems.len();
+    problems.truncate(10);
+    Err(Error::failed(format!(
+        "peer {peer}: verification failed for {count} file(s): {}{}; nothing staged",
+        Escaped(problems.join(", ")),
+        if count > 10 { ", ..." } else { "" }
+    )))
+}
