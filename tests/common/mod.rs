@@ -396,7 +396,7 @@ pub fn test_user() -> Option<(u32, u32)> {
 
 /// Runs a user-database command again while another process (a parallel test process under
 /// nextest, say) holds the passwd/shadow lock.
-fn retry_on_lock(mut f: impl FnMut() -> Out) -> Out {
+pub fn retry_on_lock(mut f: impl FnMut() -> Out) -> Out {
     let mut out = f();
     for _ in 0..50 {
         if out.code == 0 || !out.stderr.contains("lock") {
@@ -696,7 +696,7 @@ fn wait_ready(
     }
 }
 
-fn keygen(path: &Path) {
+pub fn keygen(path: &Path) {
     let out = run(Command::new(SSH_KEYGEN)
         .args([
             "-q",
