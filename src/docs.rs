@@ -221,17 +221,42 @@ followed. \fIRemote\fR peers are pulled with an rcp\-compatible copy command (de
 optionally as another local user through \fBsu\fR when running as root. The rcp command's exit
 status is never trusted alone: the files that really arrived decide.
 .PP
-Each remote peer gets one ssh connection, an OpenSSH control master that peerstage starts and
-stops itself, shared by everything done for that peer. When the rcp and rsh commands are
-OpenSSH's \fBscp\fR and \fBssh\fR, the master's own session is an SFTP session
-(\fBssh \-M\fR ... \fB\-s\fR \fIpeer\fR \fBsftp\fR), and the collect indicator probe, the
-listing for the size check, the copy and the stage indicator (written, then looked at again)
-are SFTP requests on it: the requests scp itself sends in its default SFTP mode, so an
-sftp\-only account works, and files arrive with the modes (and with \fBscp \-p\fR the times)
-scp would give them. The copy is left to scp itself when the rcp command has an option other
-than \fB\-B\fR, \fB\-q\fR, \fB\-C\fR, \fB\-p\fR, \fB\-s\fR, \fB\-T\fR and those that say how to
-connect (a bandwidth limit, say). With \fB\-\-no\-multiplex\fR, or \fB\-O\fR in the rcp command,
-every step runs the rcp or rsh command instead, as Cedar Backup does.
+As in Cedar Backup, a remote peer is reached for staging through its rcp command: probing,
+copying, verifying and the stage indicator need only what the rcp command reaches, and the
+connection options written in it (\fB\-P\fR, \fB\-i\fR, \fB\-F\fR, \fB\-o\fR, \fB\-J\fR,
+\fB\-c\fR, \fB\-4\fR/\fB\-6\fR, \fB\-C\fR, and \fB\-S\fR for the ssh program) apply to every one
+of those steps. The rsh command is used only for managed actions and \fBexec\fR.
+.PP
+When the rcp command is OpenSSH's \fBscp\fR, each remote peer gets one ssh connection: the ssh
+that scp would start, run by peerstage as an OpenSSH control master (\fBssh \-M\fR ...
+\fB\-s\fR \fIpeer\fR \fBsftp\fR) and stopped with the peer. The master's own session is an SFTP
+session, and the collect indicator probe, the copy, the size listing and the stage indicator
+(written, then looked at again) are SFTP requests on it: the requests scp itself sends in its
+default SFTP mode, so an sftp\-only account works, and files arrive with the modes (and with
+\fBscp \-p\fR the times) scp would give them. The copy is pipelined across files: the listing
+streams into it, up to 256 files are open at once (as many as the server's
+\fBlimits@openssh.com\fR allow) with 4 MiB of reads in flight, so a peer of many small files
+costs a handful of round trips over a slow link, not one per file. The copy is left to scp
+itself (over the same connection) when the rcp command has an option other than \fB\-B\fR,
+\fB\-q\fR, \fB\-C\fR, \fB\-p\fR, \fB\-s\fR, \fB\-T\fR, \fB\-A\fR and those that say how to connect
+(a bandwidth limit \fB\-l\fR, say). The rsh command shares the connection when its own
+connection options are the same. With \fB\-\-no\-multiplex\fR, or an rcp command that is not
+OpenSSH's scp (a wrapper script, say), every step runs the rcp command instead, as Cedar Backup
+does; the size listing then runs through the ssh that scp would start (or, for a wrapper, the
+rsh command, and is skipped with a warning when that cannot reach the peer).
+.PP
+A peer without an SFTP server (OpenSSH without the sftp subsystem, Dropbear without
+sftp\-server) is found out when it lets ssh in but refuses the session, and gets the legacy scp
+protocol (\fBscp \-O\fR) from then on, said once as a warning; put \fB\-O\fR in its rcp command
+to skip the attempt.
+.PP
+Remote commands (managed actions, \fBexec\fR) are read by the login shell of the peer's account.
+Every argument is quoted so that sh, dash, bash, zsh, fish and the csh family read it as
+written (single quotes, with \fB\(aq\fR, \fB\e\fR and \fB!\fR backslashed outside them), and arrives
+as one argument. A csh cannot carry a newline inside an argument: such a command is refused
+with exit status 2 when the peer's login shell is csh or tcsh. Before running a command,
+peerstage checks that the account runs commands at all (an sftp\-only account does not) with a
+probe whose answer it finds after any login banner.
 .PP
 A staged file appears under its final name only when it is complete, with its owner and mode
 already set: it is written to a private temporary file or directory inside the target directory
