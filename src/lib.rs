@@ -40,12 +40,25 @@ pub fn run() -> i32 {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    raise_open_files_limit();
     cancel::install();
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
             log::error!("{err}");
             err.exit_code()
+        }
+    }
+}
+
+/// Many files open at once make a copy over a slow link fast (see `peer::sftp`): the soft
+/// limit on open files goes up to the hard one (at most 65536), as a server does.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let wanted = hard.min(65536);
+        if soft < wanted {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard);
         }
     }
 }

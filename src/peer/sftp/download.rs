@@ -26,9 +26,11 @@ const READ_CHUNK: u32 = 32 * 1024;
 /// Bytes asked for and not yet come, over all files.
 const WINDOW: u64 = 128 * READ_CHUNK as u64;
 /// Files open at once when the server does not tell its limit; at most this many when it
-/// does (every open file is a descriptor, here and on the peer).
+/// does (every open file is a descriptor, here and on the peer). Over a slow link each file
+/// costs two round trips (open, then read), so the number open at once is what a peer of
+/// many small files goes at: 1,024 is a thousand files every two round trips.
 const OPEN_DEFAULT: usize = 64;
-const OPEN_MAX: usize = 256;
+const OPEN_MAX: usize = 1024;
 /// READDIRs in flight while the listing streams in.
 const READDIRS_IN_FLIGHT: usize = 8;
 
@@ -131,7 +133,7 @@ struct Copy<'a, 'p> {
 pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded, Failure>> {
     let limits = session.ask_limits();
     let opening = session.send(packet::OPENDIR, &bytes_body(plan.dir));
-    let mut max_open = OPEN_DEFAULT;
+    let mut max_open = OPEN_DEFAULT.min(local_open_budget());
     if let Some(id) = limits {
         let (answer_id, kind, body) = session.recv()?;
         if answer_id != id {
@@ -142,10 +144,12 @@ pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded,
             if handles > 16 {
                 max_open = usize::try_from(handles - 8)
                     .unwrap_or(OPEN_MAX)
-                    .min(OPEN_MAX);
+                    .min(OPEN_MAX)
+                    .min(local_open_budget());
             }
         }
     }
+    log::debug!("sftp: up to {max_open} files open at once");
     let (answer_id, kind, body) = session.recv()?;
     if answer_id != opening {
         return Err(packet::unexpected(kind));
@@ -189,6 +193,14 @@ pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded,
         return Ok(Err(Failure::MissingOrEmpty));
     }
     Ok(Ok(copy.done))
+}
+
+/// How many files one download may keep open here: a sixteenth of our descriptor limit, so
+/// that peers staged in parallel, their pipes and sockets all fit.
+fn local_open_budget() -> usize {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    usize::try_from(soft / 16).unwrap_or(OPEN_MAX).max(8)
 }
 
 impl Copy<'_, '_> {
