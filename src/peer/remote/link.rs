@@ -60,10 +60,12 @@ impl Link {
         }
         let collect_dir = match config.collect_dir.to_str() {
             Some(dir) if !dir.contains('\n') => dir.trim_end_matches('/').to_string(),
-            _ => return Err(Error::usage(format!(
+            _ => {
+                return Err(Error::usage(format!(
                 "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
                 config.collect_dir.display()
-            ))),
+            )))
+            }
         };
         let owner = match &config.local_user {
             Some(user) => Some(Ownership::parse(user).map_err(|err| {

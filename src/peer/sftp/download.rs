@@ -16,8 +16,9 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
+use super::listing::Listing;
 use super::packet::{self, bytes_body, handle_answer, open_body, read_body, Answer, Attrs, Kind};
-use super::{Listing, Session, SftpError};
+use super::{Session, SftpError};
 use crate::fsutil::{is_plain_file_name, DirFd};
 use crate::ownership::Ownership;
 

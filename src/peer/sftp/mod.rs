@@ -10,10 +10,13 @@
 //! keeps many files open and read at once, the listing streamed into the copy.
 
 mod download;
+mod listing;
 pub mod packet;
 
 pub use download::{download, Downloaded, Failure, Plan};
 pub use packet::{Attrs, Kind, FX_NO_SUCH_FILE};
+
+use listing::Listing;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -24,9 +27,7 @@ use std::time::Instant;
 use crate::limits::{Expired, Limits};
 use crate::process::{Cmd, Piped};
 
-use packet::{
-    attrs_answer, bytes_body, each_name, handle_answer, open_body, status, Answer, Reader,
-};
+use packet::{attrs_answer, bytes_body, handle_answer, open_body, status, Answer, Reader};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpError {
@@ -391,75 +392,6 @@ impl Session {
                     return Err(SftpError::Broken(err.to_string()));
                 }
             }
-        }
-    }
-}
-
-/// The READDIR side of a listing: counts entries and rounds against `max_entries`, and
-/// tells when the server has said EOF.
-pub(super) struct Listing {
-    max_entries: u64,
-    entries: u64,
-    rounds: u64,
-    pub ended: bool,
-}
-
-impl Listing {
-    pub fn new(max_entries: u64) -> Listing {
-        Listing {
-            max_entries,
-            entries: 0,
-            rounds: 0,
-            ended: false,
-        }
-    }
-
-    fn too_many(&self) -> SftpError {
-        SftpError::Protocol(format!(
-            "the peer lists more than {} entries (max_entries)",
-            self.max_entries
-        ))
-    }
-
-    /// One more READDIR is about to be sent.
-    pub fn asked(&mut self) -> Answer<()> {
-        self.rounds += 1;
-        if self.rounds > self.max_entries.saturating_add(READDIRS_IN_FLIGHT as u64) {
-            return Err(self.too_many());
-        }
-        Ok(())
-    }
-
-    /// A READDIR's answer: names for `each`, or EOF.
-    pub fn answer(
-        &mut self,
-        kind: u8,
-        body: &[u8],
-        mut each: impl FnMut(&[u8], Attrs) -> Answer<()>,
-    ) -> Answer<()> {
-        match kind {
-            packet::NAME if !self.ended => each_name(body, |name, attrs| {
-                self.entries += 1;
-                if self.entries > self.max_entries {
-                    return Err(self.too_many());
-                }
-                each(name, attrs)
-            }),
-            packet::NAME => Err(SftpError::Protocol(
-                "names after the end of a listing".into(),
-            )),
-            packet::STATUS => match status(body) {
-                Err(SftpError::Status {
-                    code: packet::FX_EOF,
-                    ..
-                }) => {
-                    self.ended = true;
-                    Ok(())
-                }
-                Err(err) => Err(err),
-                Ok(()) => Err(packet::unexpected(kind)),
-            },
-            _ => Err(packet::unexpected(kind)),
         }
     }
 }
