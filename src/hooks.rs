@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::process::{Cmd, Running};
+use crate::process::Cmd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -38,24 +38,18 @@ pub fn run(
 ) -> Result<(), String> {
     for line in commands {
         let cmd =
-            Cmd::parse(line, &format!("{} hook", event.as_str())).map_err(|err| err.message)?;
+            Cmd::parse(line, &format!("{} hook", event.as_str())).map_err(|err| err.to_string())?;
         if dry_run {
             crate::peer::print_dry_run(format_args!("{cmd}   # {} hook", event.as_str()));
             continue;
         }
         log::info!("{} hook: {cmd}", event.as_str());
-        let mut expression = duct::cmd(cmd.program(), cmd.get_args())
-            .env("PEERSTAGE_EVENT", event.as_str())
-            .stdin_null()
-            .stdout_to_stderr()
-            .unchecked()
-            // A group of its own, like every child: a deadline or a cancel ends what the
-            // hook started too, not only the hook.
-            .before_spawn(crate::process::own_process_group);
+        let mut cmd = cmd.env("PEERSTAGE_EVENT", event.as_str());
         for (name, value) in vars {
-            expression = expression.env(format!("PEERSTAGE_{name}"), value);
+            cmd = cmd.env(format!("PEERSTAGE_{name}"), value);
         }
-        let running = Running::start_expression(&expression)
+        let running = cmd
+            .start_into_stderr()
             .map_err(|err| format!("{} hook {line:?}: cannot run: {err}", event.as_str()))?;
         let output = running
             .finish(crate::limits::Limits {

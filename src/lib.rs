@@ -46,6 +46,9 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(err) => {
             log::error!("{err}");
+            if let Some(detail) = err.process_detail() {
+                log::info!("{detail}");
+            }
             err.exit_code()
         }
     }

@@ -120,7 +120,7 @@ impl Lock {
         let path = dir.join(run_lock_file_name(staging_dir));
         let what = format!("staging dir {}", staging_dir.display());
         let purpose = format!("run {}", staging_dir.display());
-        Lock::acquire(path, &what, &purpose, wait)
+        Lock::acquire(path, &what, &purpose, wait).map_err(|err| err.at(&what))
     }
 
     /// One lock per peer: `<dir>/peer-<peer name>.lock`.
@@ -129,12 +129,12 @@ impl Lock {
         // mistake elsewhere from turning into a path outside the lock dir.
         if !is_plain_file_name(peer.as_ref()) {
             return Err(Error::usage(format!(
-                "peer {peer:?}: not a plain name, cannot name a lock file after it"
+                "peer name {peer:?}: not a plain name, cannot name a lock file after it"
             )));
         }
         let path = dir.join(format!("peer-{peer}.lock"));
         let what = format!("peer {peer}");
-        Lock::acquire(path, &what, &what, wait)
+        Lock::acquire(path, &what, &what, wait).map_err(|err| err.for_peer(peer))
     }
 
     pub fn path(&self) -> &Path {
@@ -144,13 +144,13 @@ impl Lock {
     fn acquire(path: PathBuf, what: &str, purpose: &str, wait: bool) -> Result<Lock> {
         let mut announced = false;
         loop {
-            let file = open_lock_file(&path, what)?;
+            let file = open_lock_file(&path)?;
             let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((file, Errno::EWOULDBLOCK)) => {
                     let pid = holder_pid(&file);
                     if !wait {
-                        return Err(Error::locked(locked_message(what, &path, pid)));
+                        return Err(Error::locked(locked_message(&path, pid)));
                     }
                     if !announced {
                         let by = pid
@@ -161,11 +161,11 @@ impl Lock {
                         );
                         announced = true;
                     }
-                    block_on(file, what, &path)?
+                    block_on(file, &path)?
                 }
                 Err((_, errno)) => {
                     return Err(Error::failed(format!(
-                        "{what}: cannot lock {}: {}",
+                        "cannot lock {}: {}",
                         path.display(),
                         errno.desc()
                     )))
@@ -213,7 +213,7 @@ impl Drop for Lock {
 }
 
 /// Opens (creating if needed) a lock file without following a symlink at its path.
-fn open_lock_file(path: &Path, what: &str) -> Result<File> {
+fn open_lock_file(path: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -225,12 +225,12 @@ fn open_lock_file(path: &Path, what: &str) -> Result<File> {
         .map_err(|err| {
             if err.raw_os_error() == Some(Errno::ELOOP as i32) {
                 Error::usage(format!(
-                    "{what}: lock file {} is a symbolic link; refusing to follow it",
+                    "lock file {} is a symbolic link; refusing to follow it",
                     path.display()
                 ))
             } else {
                 Error::failed(format!(
-                    "{what}: cannot open lock file {}: {}",
+                    "cannot open lock file {}: {}",
                     path.display(),
                     io_cause(&err)
                 ))
@@ -238,14 +238,14 @@ fn open_lock_file(path: &Path, what: &str) -> Result<File> {
         })?;
     let meta = file.metadata().map_err(|err| {
         Error::failed(format!(
-            "{what}: cannot examine lock file {}: {}",
+            "cannot examine lock file {}: {}",
             path.display(),
             io_cause(&err)
         ))
     })?;
     if !meta.file_type().is_file() {
         return Err(Error::usage(format!(
-            "{what}: lock file {} is not a regular file; refusing to use it",
+            "lock file {} is not a regular file; refusing to use it",
             path.display()
         )));
     }
@@ -254,11 +254,11 @@ fn open_lock_file(path: &Path, what: &str) -> Result<File> {
 
 /// Waits for the lock, trying again every 20 ms rather than in a blocking flock, which a
 /// Ctrl-C could not end: peerstage takes its signals in a thread of its own (see `cancel`).
-fn block_on(mut file: File, what: &str, path: &Path) -> Result<Flock<File>> {
+fn block_on(mut file: File, path: &Path) -> Result<Flock<File>> {
     loop {
         if let Some(signal) = crate::cancel::canceled_by() {
             return Err(Error::canceled(format!(
-                "{what}: canceled by {signal} while waiting for lock file {}",
+                "canceled by {signal} while waiting for lock file {}",
                 path.display()
             )));
         }
@@ -270,7 +270,7 @@ fn block_on(mut file: File, what: &str, path: &Path) -> Result<Flock<File>> {
             }
             Err((_, errno)) => {
                 return Err(Error::failed(format!(
-                    "{what}: cannot lock {}: {}",
+                    "cannot lock {}: {}",
                     path.display(),
                     errno.desc()
                 )))
@@ -310,16 +310,16 @@ fn record_owner(file: &File, path: &Path, purpose: &str) {
     }
 }
 
-fn locked_message(what: &str, path: &Path, pid: Option<u32>) -> String {
+fn locked_message(path: &Path, pid: Option<u32>) -> String {
     let path = path.display();
     match pid {
         Some(pid) if pid == std::process::id() => format!(
-            "{what}: locked by this peerstage process (pid {pid}, lock file {path}); use --wait to wait for it"
+            "locked by this peerstage process (pid {pid}, lock file {path}); use --wait to wait for it"
         ),
         Some(pid) => format!(
-            "{what}: locked by another peerstage (pid {pid}, lock file {path}); use --wait to wait for it"
+            "locked by another peerstage (pid {pid}, lock file {path}); use --wait to wait for it"
         ),
-        None => format!("{what}: locked by another process (lock file {path}); use --wait to wait for it"),
+        None => format!("locked by another process (lock file {path}); use --wait to wait for it"),
     }
 }
 
@@ -641,22 +641,23 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Locked);
         assert_eq!(err.exit_code(), 75);
         assert!(
-            err.message.starts_with("peer db1: locked by "),
+            err.message().starts_with("peer db1: locked by "),
             "{}",
-            err.message
+            err.message()
         );
         assert!(
-            err.message.contains(&format!("pid {}", std::process::id())),
+            err.message()
+                .contains(&format!("pid {}", std::process::id())),
             "{}",
-            err.message
+            err.message()
         );
         assert!(
-            err.message.contains(&held.path().display().to_string()),
+            err.message().contains(&held.path().display().to_string()),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(err.message.contains("--wait"), "{}", err.message);
-        assert!(!err.message.contains('\n'));
+        assert!(err.message().contains("--wait"), "{}", err.message());
+        assert!(!err.message().contains('\n'));
         // Another thread is no different: each acquire has its own open file description.
         let dir_path = dir.path().to_path_buf();
         let other = std::thread::spawn(move || Lock::peer(&dir_path, "db1", false).map(drop))
@@ -688,10 +689,10 @@ mod tests {
         let err = Lock::run(dir.path(), Path::new("/var/backup//staging/"), false).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Locked);
         assert!(
-            err.message
+            err.message()
                 .starts_with("staging dir /var/backup//staging/: locked by"),
             "{}",
-            err.message
+            err.message()
         );
         drop(Lock::run(dir.path(), Path::new("/var/backup-staging"), false).unwrap());
         let text = std::fs::read_to_string(held.path()).unwrap();
@@ -776,11 +777,15 @@ mod tests {
         let err = Lock::peer(dir.path(), "db1", false).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Locked);
         assert!(
-            err.message.contains(&format!("pid {}", child.id())),
+            err.message().contains(&format!("pid {}", child.id())),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(err.message.contains("another peerstage"), "{}", err.message);
+        assert!(
+            err.message().contains("another peerstage"),
+            "{}",
+            err.message()
+        );
         let infos = list(dir.path()).unwrap();
         assert_eq!(infos.len(), 1);
         assert!(infos[0].held);
@@ -845,11 +850,11 @@ mod tests {
         let err = Lock::peer(dir.path(), "db1", false).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Usage);
         assert!(
-            err.message.contains(&link.display().to_string()),
+            err.message().contains(&link.display().to_string()),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(err.message.contains("symbolic link"), "{}", err.message);
+        assert!(err.message().contains("symbolic link"), "{}", err.message());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
         // A dangling one must not be created through either.
         let missing = victim_dir.path().join("created");
@@ -887,14 +892,14 @@ mod tests {
         let err = prepare_lock_dir(&open).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Usage);
         assert!(
-            err.message.contains(&open.display().to_string()),
+            err.message().contains(&open.display().to_string()),
             "{}",
-            err.message
+            err.message()
         );
         assert!(
-            err.message.contains("writable by group or others"),
+            err.message().contains("writable by group or others"),
             "{}",
-            err.message
+            err.message()
         );
 
         let real = parent.path().join("real");
@@ -904,7 +909,7 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let err = prepare_lock_dir(&link).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Usage);
-        assert!(err.message.contains("symbolic link"), "{}", err.message);
+        assert!(err.message().contains("symbolic link"), "{}", err.message());
 
         let file = parent.path().join("file");
         std::fs::write(&file, "").unwrap();
@@ -918,9 +923,9 @@ mod tests {
             let err = prepare_lock_dir(&theirs).unwrap_err();
             assert_eq!(err.kind, ErrorKind::Usage);
             assert!(
-                err.message.contains("owned by uid 4242, not by us (0)"),
+                err.message().contains("owned by uid 4242, not by us (0)"),
                 "{}",
-                err.message
+                err.message()
             );
         }
     }

@@ -215,7 +215,7 @@ mod tests {
         }
         assert!(Ownership::parse("no-such-user-xyz")
             .unwrap_err()
-            .message
+            .message()
             .contains("no such user"));
     }
 
@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(Mode(0o640).to_string(), "0640");
         for set_id in ["04755", "2750", "1777", "07777"] {
             let err = Mode::parse(set_id).unwrap_err();
-            assert!(err.message.contains("set-uid"), "{set_id}: {}", err.message);
+            assert!(
+                err.message().contains("set-uid"),
+                "{set_id}: {}",
+                err.message()
+            );
         }
         for bad in ["", "0999", "abc", "-640", "0o640", "177777", " 640"] {
             assert!(Mode::parse(bad).is_err(), "{bad}");

@@ -74,11 +74,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
     let owner = match (&config.backup_user, running_as_root()) {
         (Some(user), true) => Some(
             Ownership::from_names(user, config.backup_group.as_deref()).map_err(|err| {
-                Error::usage(format!(
-                    "config {}: backup user/group: {}",
-                    config.source.display(),
-                    err.message
-                ))
+                Error::usage(format!("backup user/group: {}", err.cause))
+                    .at(format_args!("config {}", config.source.display()))
             })?,
         ),
         _ => None,
@@ -357,7 +354,11 @@ impl Run<'_> {
             Err((status, err)) => {
                 result.set_status(status);
                 result.ignored = config.ignore_failure.ignores(self.weekly);
-                let message = err.for_peer(&config.name).message;
+                let err = err.for_peer(&config.name);
+                if let Some(detail) = err.process_detail() {
+                    log::info!("peer {}: {detail}", config.name);
+                }
+                let message = err.to_string();
                 if result.ignored {
                     log::info!(
                         "{message} (ignored: ignore_failures = {})",

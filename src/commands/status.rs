@@ -46,7 +46,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
             Err(err) => {
                 exit = exit.max(err.exit_code());
                 log::error!("{err}");
-                state.error = Some(err.message);
+                state.error = Some(err.to_string());
             }
         }
         states.push(state);

@@ -868,8 +868,12 @@ mod tests {
             Ok(config) => panic!("expected an error, got {config:?}"),
             Err(err) => {
                 assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
-                assert!(!err.message.contains('\n'), "not one line: {}", err.message);
-                err.message
+                assert!(
+                    !err.message().contains('\n'),
+                    "not one line: {}",
+                    err.message()
+                );
+                err.message()
             }
         }
     }

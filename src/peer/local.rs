@@ -46,7 +46,7 @@ impl LocalPeer {
     }
 
     fn error(&self, path: &Path, cause: impl std::fmt::Display) -> String {
-        format!("peer {}: {}: {cause}", self.config.name, path.display())
+        format!("{}: {cause}", path.display())
     }
 }
 
@@ -81,7 +81,7 @@ struct LocalStage {
 
 impl LocalStage {
     fn error(&self, path: &Path, cause: impl std::fmt::Display) -> Error {
-        Error::failed(format!("peer {}: {}: {cause}", self.peer, path.display()))
+        Error::failed(format!("{}: {cause}", path.display()))
     }
 
     fn abandoned(&self) -> bool {
@@ -148,7 +148,7 @@ impl LocalStage {
                 return Ok(());
             }
             if crowded {
-                check_not_dir(&self.peer, &target_dir.join(name))?;
+                check_not_dir(&target_dir.join(name))?;
             }
             if incoming.is_none() {
                 let scratch = ScratchDir::create_in(target_dir)
@@ -178,7 +178,7 @@ impl LocalStage {
             {
                 return Err(Error::failed("abandoned"));
             }
-            commit_incoming(&self.peer, incoming.path(), target_dir)?;
+            commit_incoming(incoming.path(), target_dir)?;
         }
         report.verified = self.verify.as_str().to_string();
         Ok(report)
@@ -329,7 +329,7 @@ fn watched(stage: LocalStage, limits: Limits) -> Result<StageReport> {
         .spawn(move || {
             let _ = done.send(worker.run());
         })
-        .map_err(|err| Error::failed(format!("peer {}: cannot start a copy: {err}", stage.peer)))?;
+        .map_err(|err| Error::failed(format!("cannot start a copy: {err}")))?;
     let mut moved_at = Instant::now();
     let mut last = 0;
     loop {
@@ -340,10 +340,7 @@ fn watched(stage: LocalStage, limits: Limits) -> Result<StageReport> {
         match result.recv_timeout(until.saturating_duration_since(now)) {
             Ok(report) => return report,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::failed(format!(
-                    "peer {}: the copy ended without a result",
-                    stage.peer
-                )))
+                return Err(Error::failed("the copy ended without a result".to_string()))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -357,18 +354,17 @@ fn watched(stage: LocalStage, limits: Limits) -> Result<StageReport> {
             Err(err) => Some(err.for_peer(&stage.peer)),
             Ok(()) => limits.expired(moved_at, now).map(|expired| {
                 Error::unreachable(format!(
-                    "peer {}: {}: {expired}; the copy was given up",
-                    stage.peer,
+                    "{}: {expired}; the copy was given up",
                     stage.collect_dir.display()
                 ))
             }),
         };
         if let Some(mut err) = stop {
             if stage.state.swap(ABANDONED, Ordering::SeqCst) == COMMITTING {
-                err.message
+                err.cause
                     .push_str(" while renaming staged files into place: some may be staged");
             } else {
-                err.message.push_str("; nothing staged");
+                err.cause.push_str("; nothing staged");
             }
             return Err(err);
         }
@@ -381,7 +377,7 @@ impl Peer for LocalPeer {
     }
 
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
-        check_target_dir(&self.config.name, target_dir, self.options.dry_run)?;
+        check_target_dir(target_dir, self.options.dry_run)?;
         let stage = LocalStage {
             peer: self.config.name.clone(),
             collect_dir: self.config.collect_dir.clone(),
@@ -401,7 +397,7 @@ impl Peer for LocalPeer {
     }
 
     fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
-        check_indicator_name(&self.config.name, indicator)?;
+        check_indicator_name(indicator)?;
         let path = self.config.collect_dir.join(indicator);
         if self.options.dry_run {
             print_dry_run(format_args!("test -e {}", quote_os(path.as_os_str())));
@@ -410,7 +406,7 @@ impl Peer for LocalPeer {
     }
 
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {
-        check_indicator_name(&self.config.name, indicator)?;
+        check_indicator_name(indicator)?;
         let collect_dir = &self.config.collect_dir;
         if !collect_dir.is_dir() {
             return Err(Error::failed(
@@ -425,20 +421,18 @@ impl Peer for LocalPeer {
         }
         // An indicator without a mode asked for gets the usual 0644 of an empty file.
         write_file_atomically(collect_dir, indicator, b"", perms, Mode(0o644))
-            .map_err(|cause| Error::failed(format!("peer {}: {cause}", self.config.name)))
+            .map_err(|cause| Error::failed(cause.to_string()))
     }
 
     fn execute_remote_command(&self, _command: &[String]) -> Result<()> {
-        Err(Error::usage(format!(
-            "peer {}: is a local peer; remote commands need a remote peer (--host)",
-            self.config.name
-        )))
+        Err(Error::usage(
+            "is a local peer; remote commands need a remote peer (--host)".to_string(),
+        ))
     }
 
     fn execute_managed_action(&self, action: &str, _full: bool) -> Result<()> {
         Err(Error::usage(format!(
-            "peer {}: is a local peer; managed action {action} needs a remote peer (--host)",
-            self.config.name
+            "is a local peer; managed action {action} needs a remote peer (--host)"
         )))
     }
 }

@@ -132,24 +132,55 @@ pub trait Peer: Send + Sync {
 /// Builds the peer a config describes, after checking every value that could otherwise turn
 /// into a wrong path or a command.
 pub fn build(config: &PeerConfig, options: PeerOptions) -> Result<Box<dyn Peer>> {
-    validate(config)?;
-    Ok(match config.kind {
+    let named = |err: Error| err.for_peer(&config.name);
+    validate(config).map_err(named)?;
+    let peer: Box<dyn Peer> = match config.kind {
         PeerKind::Local => Box::new(LocalPeer::new(config.clone(), options)),
-        PeerKind::Remote => Box::new(RemotePeer::new(config.clone(), options)?),
-    })
+        PeerKind::Remote => Box::new(RemotePeer::new(config.clone(), options).map_err(named)?),
+    };
+    Ok(Box::new(Named(peer)))
+}
+
+/// A peer whose every error names it: the name is attached here, once, so that the code
+/// of a peer says only what went wrong and where.
+struct Named(Box<dyn Peer>);
+
+impl Named {
+    fn named<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|err| err.for_peer(self.0.name()))
+    }
+}
+
+impl Peer for Named {
+    fn config(&self) -> &PeerConfig {
+        self.0.config()
+    }
+    fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
+        self.named(self.0.stage(target_dir, perms))
+    }
+    fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
+        self.named(self.0.check_collect_indicator(indicator))
+    }
+    fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {
+        self.named(self.0.write_stage_indicator(indicator, perms))
+    }
+    fn execute_remote_command(&self, command: &[String]) -> Result<()> {
+        self.named(self.0.execute_remote_command(command))
+    }
+    fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
+        self.named(self.0.execute_managed_action(action, full))
+    }
 }
 
 /// Checks a peer's settings with the config loaders' rules (one set of rules, whether the
 /// peer came from a file or from flags), plus what depends on who runs it.
 pub fn validate(config: &PeerConfig) -> Result<()> {
-    crate::config::validate_peer(config).map_err(|(field, problem)| {
-        Error::usage(format!("peer {}: {field} {problem}", config.name))
-    })?;
+    crate::config::validate_peer(config)
+        .map_err(|(field, problem)| Error::usage(format!("{field} {problem}")))?;
     if let (PeerKind::Remote, Some(user)) = (config.kind, &config.local_user) {
         if !running_as_root() {
             return Err(Error::usage(format!(
-                "peer {}: local user {user}: only root can run commands as another user (su)",
-                config.name
+                "local user {user}: only root can run commands as another user (su)"
             )));
         }
     }
@@ -157,22 +188,22 @@ pub fn validate(config: &PeerConfig) -> Result<()> {
 }
 
 /// An indicator name is one plain file name inside the collect dir.
-pub fn check_indicator_name(peer: &str, name: &str) -> Result<()> {
+pub fn check_indicator_name(name: &str) -> Result<()> {
     if crate::fsutil::is_plain_file_name(std::ffi::OsStr::new(name)) && !name.contains('\n') {
         Ok(())
     } else {
         Err(Error::usage(format!(
-            "peer {peer}: indicator {name:?}: must be a plain file name (no '/', not '.' or '..')"
+            "indicator {name:?}: must be a plain file name (no '/', not '.' or '..')"
         )))
     }
 }
 
 /// Checks that the target dir of a stage is usable before anything is copied.
 /// A dry run accepts a target dir that the run would have created by then.
-pub(crate) fn check_target_dir(peer: &str, target_dir: &Path, dry_run: bool) -> Result<()> {
+pub(crate) fn check_target_dir(target_dir: &Path, dry_run: bool) -> Result<()> {
     if !target_dir.is_absolute() {
         return Err(Error::usage(format!(
-            "peer {peer}: target dir {}: must be an absolute path",
+            "target dir {}: must be an absolute path",
             target_dir.display()
         )));
     }
@@ -182,11 +213,11 @@ pub(crate) fn check_target_dir(peer: &str, target_dir: &Path, dry_run: bool) -> 
     match std::fs::metadata(target_dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(Error::usage(format!(
-            "peer {peer}: target dir {}: not a directory",
+            "target dir {}: not a directory",
             target_dir.display()
         ))),
         Err(err) => Err(Error::usage(format!(
-            "peer {peer}: target dir {}: {}",
+            "target dir {}: {}",
             target_dir.display(),
             crate::error::io_cause(&err)
         ))),
@@ -195,10 +226,10 @@ pub(crate) fn check_target_dir(peer: &str, target_dir: &Path, dry_run: bool) -> 
 
 /// A directory in the target under a staged file's name would make the final rename fail
 /// half-way through a commit; it is refused before anything is committed.
-pub(crate) fn check_not_dir(peer: &str, target: &Path) -> Result<()> {
+pub(crate) fn check_not_dir(target: &Path) -> Result<()> {
     match std::fs::symlink_metadata(target) {
         Ok(meta) if meta.is_dir() => Err(Error::failed(format!(
-            "peer {peer}: {}: a directory is in the way of a staged file of that name",
+            "{}: a directory is in the way of a staged file of that name",
             target.display()
         ))),
         _ => Ok(()),
@@ -208,10 +239,10 @@ pub(crate) fn check_not_dir(peer: &str, target: &Path) -> Result<()> {
 /// Moves every file of a complete incoming dir to its final name in the target dir.
 /// rename(2) replaces whatever is there (an older copy, a planted symlink) without following
 /// it, and each final name only ever shows a whole file. One pass, streamed.
-pub(crate) fn commit_incoming(peer: &str, incoming: &Path, target_dir: &Path) -> Result<()> {
+pub(crate) fn commit_incoming(incoming: &Path, target_dir: &Path) -> Result<()> {
     let fail = |path: &Path, err: std::io::Error| {
         Error::failed(format!(
-            "peer {peer}: {}: {}",
+            "{}: {}",
             path.display(),
             crate::error::io_cause(&err)
         ))
@@ -268,7 +299,7 @@ mod tests {
         let mut peer = PeerConfig::new("db1", PeerKind::Local, "var/collect");
         assert!(validate(&peer)
             .unwrap_err()
-            .message
+            .message()
             .contains("collect_dir must be absolute"));
         peer.collect_dir = "/var/collect".into();
         validate(&peer).unwrap();

@@ -20,7 +20,6 @@ use super::{check_not_dir, commit_incoming, Verify};
 /// A stage's private incoming dir (mode 0700, `.peerstage-tmp-*`), inside the target dir so
 /// that each file is renamed into place whole. Removed with what is left in it when dropped.
 pub struct Incoming {
-    peer: String,
     target_dir: PathBuf,
     scratch: ScratchDir,
     /// The target dir holds something else already (a directory could be in a file's way).
@@ -30,11 +29,10 @@ pub struct Incoming {
 impl Incoming {
     /// Removes what a killed run left in the target dir, then creates the incoming dir,
     /// handed to `owner` (the local user the copy runs as) when there is one.
-    pub fn create(peer: &str, target_dir: &Path, owner: Option<Ownership>) -> Result<Incoming> {
+    pub fn create(target_dir: &Path, owner: Option<Ownership>) -> Result<Incoming> {
         let crowded = remove_debris(target_dir);
-        let scratch = scratch_dir(peer, target_dir, owner)?;
+        let scratch = scratch_dir(target_dir, owner)?;
         Ok(Incoming {
-            peer: peer.to_string(),
             target_dir: target_dir.to_path_buf(),
             scratch,
             crowded,
@@ -47,12 +45,12 @@ impl Incoming {
 
     /// Starts again in a clean incoming dir (after a copy cut off mid-way).
     pub fn renew(&mut self, owner: Option<Ownership>) -> Result<()> {
-        self.scratch = scratch_dir(&self.peer, &self.target_dir, owner)?;
+        self.scratch = scratch_dir(&self.target_dir, owner)?;
         Ok(())
     }
 
     fn error(&self, path: &Path, cause: impl std::fmt::Display) -> Error {
-        Error::failed(format!("peer {}: {}: {cause}", self.peer, path.display()))
+        Error::failed(format!("{}: {cause}", path.display()))
     }
 
     /// Gives every arrival its final owner and mode while it is still private, owner first
@@ -76,7 +74,7 @@ impl Incoming {
                 ));
             }
             if self.crowded {
-                check_not_dir(&self.peer, &self.target_dir.join(&name))?;
+                check_not_dir(&self.target_dir.join(&name))?;
             }
             // Nothing to set is the common case of a single stage: no open per file for it.
             if *perms != Perms::default() || meta.mode() & SET_ID_BITS != 0 {
@@ -93,15 +91,15 @@ impl Incoming {
 
     /// Moves every file to its final name in the target dir.
     pub fn commit(self) -> Result<()> {
-        commit_incoming(&self.peer, self.path(), &self.target_dir)
+        commit_incoming(self.path(), &self.target_dir)
     }
 }
 
 /// A private scratch dir under `parent`, handed to `owner` when there is one.
-pub fn scratch_dir(peer: &str, parent: &Path, owner: Option<Ownership>) -> Result<ScratchDir> {
+pub fn scratch_dir(parent: &Path, owner: Option<Ownership>) -> Result<ScratchDir> {
     let scratch = ScratchDir::create_in(parent).map_err(|err| {
         Error::failed(format!(
-            "peer {peer}: {}: cannot create a scratch dir: {}",
+            "{}: cannot create a scratch dir: {}",
             parent.display(),
             write_cause(&err)
         ))
@@ -114,7 +112,7 @@ pub fn scratch_dir(peer: &str, parent: &Path, owner: Option<Ownership>) -> Resul
         )
         .map_err(|err| {
             Error::failed(format!(
-                "peer {peer}: {}: cannot hand the scratch dir to the local user: {err}",
+                "{}: cannot hand the scratch dir to the local user: {err}",
                 scratch.path().display()
             ))
         })?;
@@ -137,7 +135,6 @@ pub enum Listing {
 /// the peer lists. Returns how the check went, for the report; a mismatch is an error
 /// naming the files.
 pub fn verify(
-    peer: &str,
     incoming: &Path,
     arrivals: Vec<(OsString, u64)>,
     listing: Option<Listing>,
@@ -163,11 +160,7 @@ pub fn verify(
         } else if let (Verify::Sha256, Some(digest)) = (verify, digest) {
             let path = incoming.join(&name);
             let io = |err: std::io::Error| {
-                Error::failed(format!(
-                    "peer {peer}: {}: {}",
-                    path.display(),
-                    io_cause(&err)
-                ))
+                Error::failed(format!("{}: {}", path.display(), io_cause(&err)))
             };
             let mut file = open_nofollow(&path).map_err(io)?;
             let ours = crate::fsutil::sha256(&mut file).map_err(io)?;
@@ -189,7 +182,7 @@ pub fn verify(
     let count = problems.len();
     problems.truncate(10);
     Err(Error::failed(format!(
-        "peer {peer}: verification failed for {count} file(s): {}{}; nothing staged",
+        "verification failed for {count} file(s): {}{}; nothing staged",
         Escaped(problems.join(", ")),
         if count > 10 { ", ..." } else { "" }
     )))

@@ -40,7 +40,7 @@ impl Cmd {
             .stderr_file(stderr_write)
             .unchecked()
             .before_spawn(own_process_group);
-        let mut running = Running::start_expression(&expression)?;
+        let mut running = Running::start_expression(&expression, self.to_string())?;
         // Our copies of the write ends go with the expression, so the readers see the end
         // of the output when the child and what it started are gone.
         drop(expression);
@@ -52,6 +52,20 @@ impl Cmd {
             &running.moved,
         ));
         Ok(running)
+    }
+
+    /// Starts the command with its output going to our stderr, as it comes (a hook: what it
+    /// prints is for the log, and stdout stays free for `--json`), in a group of its own
+    /// like every child, so that a deadline or a cancel ends what it started too.
+    pub fn start_into_stderr(&self) -> io::Result<Running> {
+        log::debug!("running: {self}");
+        let expression = self
+            .expression()
+            .stdin_null()
+            .stdout_to_stderr()
+            .unchecked()
+            .before_spawn(own_process_group);
+        Running::start_expression(&expression, self.to_string())
     }
 
     /// Starts the command in the background, in a process group of its own, with stdin and
@@ -108,13 +122,19 @@ impl Cmd {
 
     fn expression(&self) -> duct::Expression {
         // The messages we match on (scp's "No such file or directory") must not be translated.
-        duct::cmd(&self.program, &self.args).env("LC_ALL", "C")
+        let mut expression = duct::cmd(&self.program, &self.args).env("LC_ALL", "C");
+        for (name, value) in &self.env {
+            expression = expression.env(name, value);
+        }
+        expression
     }
 }
 
 /// A child started with `Cmd::start`, its output being captured.
 pub struct Running {
     handle: Option<duct::Handle>,
+    /// The command line, for a failure to name.
+    command: String,
     stdout: Option<Capture>,
     stderr: Option<Capture>,
     /// Bytes of output read so far: progress, for the idle timeout.
@@ -122,13 +142,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts an expression the caller built (a hook, with its environment and outputs; it
-    /// should be in a group of its own), counted for `cancel` like every child.
-    pub(crate) fn start_expression(expression: &duct::Expression) -> io::Result<Running> {
+    /// Starts an expression (in a group of its own), counted for `cancel` like every child.
+    fn start_expression(expression: &duct::Expression, command: String) -> io::Result<Running> {
         let handle = expression.start()?;
         track(&handle);
         Ok(Running {
             handle: Some(handle),
+            command,
             stdout: None,
             stderr: None,
             moved: Arc::new(AtomicU64::new(0)),
@@ -167,6 +187,7 @@ impl Running {
             .map(|capture| capture.join(until))
             .unwrap_or_default();
         Ok(Finished {
+            command: std::mem::take(&mut self.command),
             status,
             stdout,
             stderr: String::from_utf8_lossy(&stderr).into_owned(),

@@ -16,18 +16,22 @@ use std::process::ExitStatus;
 use crate::error::{Error, Result};
 use crate::limits::Expired;
 
-pub(crate) use children::{own_process_group, terminate_groups};
+pub(crate) use children::terminate_groups;
 pub use children::{tree_io, Background, Piped, Running};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
+    /// Variables set for it (a hook's `PEERSTAGE_*`), besides our own environment.
+    env: Vec<(OsString, OsString)>,
 }
 
 /// What a finished child left behind.
 #[derive(Debug)]
 pub struct Finished {
+    /// The command line, as it ran.
+    pub command: String,
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     /// What it said on stderr: the beginning and the end when it said a lot.
@@ -40,6 +44,16 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// What an error about this child carries: the command, its status, its last words.
+    pub fn failure(&self) -> crate::error::ProcessFailure {
+        let lines: Vec<&str> = self.stderr_lines().collect();
+        crate::error::ProcessFailure {
+            command: self.command.clone(),
+            status: self.code(),
+            stderr_tail: lines[lines.len().saturating_sub(5)..].join("\n"),
+        }
+    }
+
     pub fn success(&self) -> bool {
         !self.timed_out && self.status.success()
     }
@@ -77,7 +91,15 @@ impl Cmd {
         Cmd {
             program: program.into(),
             args: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the command.
+    pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.env
+            .push((name.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
@@ -265,7 +287,7 @@ mod tests {
     fn parse_reports_missing_programs_and_bad_quoting() {
         let err = Cmd::parse("/nonexistent/scp -B", "rcp command").unwrap_err();
         assert_eq!(
-            err.message,
+            err.message(),
             r#"rcp command "/nonexistent/scp -B": /nonexistent/scp: command not found"#
         );
         assert!(Cmd::parse("scp 'unclosed", "rcp command").is_err());

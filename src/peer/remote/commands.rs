@@ -144,16 +144,15 @@ pub fn copy_failure(
         .any(|line| line.contains("No space left on device"))
     {
         return Some(Error::failed(format!(
-            "peer {}: target dir {}: no space left on device (disk full); nothing staged",
-            link.peer,
+            "target dir {}: no space left on device (disk full); nothing staged",
             target_dir.display()
         )));
     }
     let arrived = fs::read_dir(into).map(|dir| dir.count()).unwrap_or(0);
     if arrived == 0 && finished.stderr_lines().any(is_missing_line) {
         return Some(Error::failed(format!(
-            "peer {}: collect dir {}: missing or empty (nothing to stage)",
-            link.peer, link.collect_dir
+            "collect dir {}: missing or empty (nothing to stage)",
+            link.collect_dir
         )));
     }
     Some(link.failure(
@@ -170,7 +169,7 @@ impl Transport for CommandTransport {
             escape_glob(name)
         ));
         loop {
-            let scratch = scratch_dir(&link.peer, &link.working_dir, link.owner)?;
+            let scratch = scratch_dir(&link.working_dir, link.owner)?;
             let cmd = link.wrap(self.rcp(link).arg(&source).arg(scratch.path()))?;
             let finished = link.run(&cmd)?;
             if scratch.path().join(name).is_file() {
@@ -181,8 +180,7 @@ impl Transport for CommandTransport {
             }
             if finished.success() {
                 return Err(Error::failed(format!(
-                    "peer {}: {} exited 0 but {source} did not arrive",
-                    link.peer,
+                    "{} exited 0 but {source} did not arrive",
                     link.rcp.program().to_string_lossy()
                 ))
                 .into());
@@ -212,25 +210,14 @@ impl Transport for CommandTransport {
     }
 
     fn push_empty(&mut self, link: &Link, name: &str) -> Step<()> {
-        let scratch = scratch_dir(&link.peer, &link.working_dir, link.owner)?;
+        let scratch = scratch_dir(&link.working_dir, link.owner)?;
         let local = scratch.path().join(name);
-        let file = fs::File::create_new(&local).map_err(|err| {
-            Error::failed(format!(
-                "peer {}: {}: {}",
-                link.peer,
-                local.display(),
-                write_cause(&err)
-            ))
-        })?;
+        let file = fs::File::create_new(&local)
+            .map_err(|err| Error::failed(format!("{}: {}", local.display(), write_cause(&err))))?;
         if let Some(owner) = link.owner {
-            owner.apply(&file).map_err(|err| {
-                Error::failed(format!(
-                    "peer {}: {}: {}",
-                    link.peer,
-                    local.display(),
-                    io_cause(&err)
-                ))
-            })?;
+            owner
+                .apply(&file)
+                .map_err(|err| Error::failed(format!("{}: {}", local.display(), io_cause(&err))))?;
         }
         let mut last = None;
         for dir in self.upload_forms(link) {
@@ -243,8 +230,7 @@ impl Transport for CommandTransport {
                     return Ok(());
                 }
                 last = Some(Error::failed(format!(
-                    "peer {}: {} exited 0 but stage indicator {name} is not in {} on the peer",
-                    link.peer,
+                    "{} exited 0 but stage indicator {name} is not in {} on the peer",
                     link.rcp.program().to_string_lossy(),
                     link.collect_dir
                 )));
@@ -263,9 +249,7 @@ impl Transport for CommandTransport {
             last = Some(err);
         }
         Err(last
-            .unwrap_or_else(|| {
-                Error::failed(format!("peer {}: cannot write stage indicator", link.peer))
-            })
+            .unwrap_or_else(|| Error::failed("cannot write stage indicator".to_string()))
             .into())
     }
 }

@@ -36,7 +36,7 @@ pub struct Link {
     /// connection and the listing use.
     pub ssh: Option<Cmd>,
     /// The rsh command connects as `ssh` does, so it may use the shared connection.
-    rsh_shares: bool,
+    pub rsh_shares: bool,
     local_user: Option<String>,
     /// The local user, resolved once.
     pub owner: Option<Ownership>,
@@ -62,15 +62,16 @@ impl Link {
             Some(dir) if !dir.contains('\n') => dir.trim_end_matches('/').to_string(),
             _ => {
                 return Err(Error::usage(format!(
-                "peer {peer}: collect dir {}: a remote path must be valid UTF-8 without newlines",
-                config.collect_dir.display()
-            )))
+                    "collect dir {}: a remote path must be valid UTF-8 without newlines",
+                    config.collect_dir.display()
+                )))
             }
         };
         let owner = match &config.local_user {
-            Some(user) => Some(Ownership::parse(user).map_err(|err| {
-                Error::usage(format!("peer {peer}: local user {user}: {}", err.message))
-            })?),
+            Some(user) => Some(
+                Ownership::parse(user)
+                    .map_err(|err| Error::usage(format!("local user {user}: {}", err.cause)))?,
+            ),
             None => None,
         };
         Ok(Link {
@@ -180,13 +181,8 @@ impl Link {
             0 => cmd.start(),
             limit => cmd.start_capped(limit),
         };
-        let running = started.map_err(|err| {
-            Error::failed(format!(
-                "peer {}: cannot run {program}: {}",
-                self.peer,
-                io_cause(&err)
-            ))
-        })?;
+        let running = started
+            .map_err(|err| Error::failed(format!("cannot run {program}: {}", io_cause(&err))))?;
         Ok((program, running))
     }
 
@@ -205,14 +201,11 @@ impl Link {
         (program, running): (String, Running),
         limits: Limits,
     ) -> Result<Finished> {
-        let finished = running.finish(limits).map_err(|err| {
-            Error::failed(format!("peer {}: {program}: {}", self.peer, io_cause(&err)))
-        })?;
+        let finished = running
+            .finish(limits)
+            .map_err(|err| Error::failed(format!("{program}: {}", io_cause(&err))))?;
         if let Some(expired) = finished.expired {
-            return Err(Error::unreachable(format!(
-                "peer {}: {expired}; killed {program}",
-                self.peer
-            )));
+            return Err(Error::unreachable(format!("{expired}; killed {program}")));
         }
         // Whatever the child said, it was killed by the cancel.
         self.check_canceled()?;
@@ -250,8 +243,8 @@ impl Link {
             Ok(listed) => Ok(Listing::Files(listed)),
             Err(Unreadable::TooMany) => Err(self.too_many()),
             Err(Unreadable::Garbled) => Err(Error::failed(format!(
-                "peer {}: unreadable listing of {}",
-                self.peer, self.collect_dir
+                "unreadable listing of {}",
+                self.collect_dir
             ))),
             Err(Unreadable::NotRun)
                 if finished.code() == 255 && is_connection_failure(&finished) =>
@@ -273,8 +266,8 @@ impl Link {
 
     fn too_many(&self) -> Error {
         Error::failed(format!(
-            "peer {}: collect dir {} lists more than {} entries (max_entries); nothing staged",
-            self.peer, self.collect_dir, self.options.max_entries
+            "collect dir {} lists more than {} entries (max_entries); nothing staged",
+            self.collect_dir, self.options.max_entries
         ))
     }
 
@@ -303,16 +296,17 @@ impl Link {
                 }
             });
         let host = &self.peer;
-        if is_connection_failure(finished) {
+        let err = if is_connection_failure(finished) {
             Error::unreachable(if detail.starts_with("ssh: ") {
-                format!("peer {host}: {what}: {detail}")
+                format!("{what}: {detail}")
             } else {
                 // scp -q silences ssh's own diagnosis; say plainly what "Connection closed" means.
-                format!("peer {host}: {what}: could not connect to {host} ({detail})")
+                format!("{what}: could not connect to {host} ({detail})")
             })
         } else {
-            Error::new(ErrorKind::Failed, format!("peer {host}: {what}: {detail}"))
-        }
+            Error::new(ErrorKind::Failed, format!("{what}: {detail}"))
+        };
+        err.with_process(finished.failure())
     }
 }
 

@@ -112,19 +112,13 @@ impl RemotePeer {
         let mut again = false;
         loop {
             let Some(transport) = guard.as_mut() else {
-                return Err(Error::failed(format!(
-                    "peer {}: no way to reach it",
-                    self.link.peer
-                )));
+                return Err(Error::failed("no way to reach it".to_string()));
             };
             match attempt(transport.as_mut(), again) {
                 Ok(value) => return Ok(value),
                 Err(StepError::Failed(err)) => return Err(err),
                 Err(StepError::Lost) if again => {
-                    return Err(Error::unreachable(format!(
-                        "peer {}: the connection was lost",
-                        self.link.peer
-                    )))
+                    return Err(Error::unreachable("the connection was lost".to_string()))
                 }
                 Err(StepError::Lost) => {
                     *guard = Some(Box::new(CommandTransport::new(false)));
@@ -171,15 +165,14 @@ impl RemotePeer {
             .first_line()
             .unwrap_or_else(|| "no answer".to_string());
         Err(Error::failed(format!(
-            "peer {}: does not allow remote commands (a restricted account, e.g. sftp only): {said}",
-            link.peer
+            "does not allow remote commands (a restricted account, e.g. sftp only): {said}"
         )))
     }
 
     /// The rsh command running `words` on the peer, each word arriving as one argument.
     fn remote_command(&self, words: &[String]) -> Result<crate::process::Cmd> {
         let link = &self.link;
-        if link.options.multiplex && !link.options.dry_run {
+        if link.options.multiplex && link.rsh_shares && !link.options.dry_run {
             // The shared connection serves the rsh command too when it connects the same way.
             drop(self.transport()?);
         }
@@ -190,8 +183,8 @@ impl RemotePeer {
         };
         let line = shell::command_line(words, family).map_err(|word| {
             Error::usage(format!(
-                "peer {}: its login shell is a csh, which cannot carry a newline inside an argument ({:?})",
-                link.peer, word
+                "its login shell is a csh, which cannot carry a newline inside an argument ({:?})",
+                word
             ))
         })?;
         link.wrap(link.rsh().arg(&link.destination).arg(line))
@@ -205,13 +198,13 @@ impl Peer for RemotePeer {
 
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
         let link = &self.link;
-        check_target_dir(&link.peer, target_dir, link.options.dry_run)?;
+        check_target_dir(target_dir, link.options.dry_run)?;
         if link.options.dry_run {
             return self.dry_stage(target_dir);
         }
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
-        let mut incoming = Incoming::create(&link.peer, target_dir, link.owner)?;
+        let mut incoming = Incoming::create(target_dir, link.owner)?;
         let download = self.step(|transport, again| {
             if again {
                 // A copy cut off mid-way starts again in a clean dir.
@@ -225,8 +218,8 @@ impl Peer for RemotePeer {
         let arrivals = incoming.settle(perms)?;
         if arrivals.is_empty() {
             return Err(Error::failed(format!(
-                "peer {}: {}; nothing staged",
-                link.peer, download.none_arrived
+                "{}; nothing staged",
+                download.none_arrived
             )));
         }
         let listing = match download.listing {
@@ -240,25 +233,19 @@ impl Peer for RemotePeer {
             skipped: download.skipped,
             verified: String::new(),
         };
-        let verified = staging::verify(
-            &link.peer,
-            incoming.path(),
-            arrivals,
-            listing,
-            link.options.verify,
-        )?;
+        let verified = staging::verify(incoming.path(), arrivals, listing, link.options.verify)?;
         incoming.commit()?;
         Ok(StageReport { verified, ..report })
     }
 
     fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
-        check_indicator_name(&self.link.peer, indicator)?;
+        check_indicator_name(indicator)?;
         self.step(|transport, _| transport.probe(&self.link, indicator))
     }
 
     fn write_stage_indicator(&self, indicator: &str, _perms: &Perms) -> Result<()> {
         // Owner and mode on the peer are its own business (its umask applies).
-        check_indicator_name(&self.link.peer, indicator)?;
+        check_indicator_name(indicator)?;
         self.step(|transport, _| transport.push_empty(&self.link, indicator))
     }
 
@@ -272,8 +259,7 @@ impl Peer for RemotePeer {
         log::info!("peer {}: {cmd}", link.peer);
         let status = cmd.run_inherited().map_err(|err| {
             Error::failed(format!(
-                "peer {}: cannot run {}: {}",
-                link.peer,
+                "cannot run {}: {}",
                 cmd.program().to_string_lossy(),
                 io_cause(&err)
             ))
@@ -281,36 +267,30 @@ impl Peer for RemotePeer {
         match status.code() {
             Some(0) => Ok(()),
             Some(255) => Err(Error::unreachable(format!(
-                "peer {}: {} exited 255 (connection failed)",
-                link.peer,
+                "{} exited 255 (connection failed)",
                 link.rsh.program().to_string_lossy()
             ))),
             Some(code) => Err(Error::failed(format!(
-                "peer {}: remote command exited with status {code}",
-                link.peer
+                "remote command exited with status {code}"
             ))),
-            None => Err(Error::failed(format!(
-                "peer {}: remote command killed by a signal",
-                link.peer
-            ))),
+            None => Err(Error::failed(
+                "remote command killed by a signal".to_string(),
+            )),
         }
     }
 
     fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
         let link = &self.link;
         crate::config::check_action(action)
-            .map_err(|problem| Error::usage(format!("peer {}: action {problem}", link.peer)))?;
+            .map_err(|problem| Error::usage(format!("action {problem}")))?;
         let mut words = shell_words::split(&self.config.cback_command).map_err(|err| {
             Error::usage(format!(
-                "peer {}: cback command {:?}: cannot split: {err}",
-                link.peer, self.config.cback_command
+                "cback command {:?}: cannot split: {err}",
+                self.config.cback_command
             ))
         })?;
         if words.is_empty() {
-            return Err(Error::usage(format!(
-                "peer {}: cback command is empty",
-                link.peer
-            )));
+            return Err(Error::usage("cback command is empty".to_string()));
         }
         if full {
             words.push("--full".to_string());

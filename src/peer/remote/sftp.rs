@@ -69,8 +69,8 @@ impl SftpTransport {
 
 /// The error an SFTP step stands for: the peer refused or sent nonsense (1), or the session
 /// or the connection under it is gone or stalled (69).
-fn sftp_error(link: &Link, what: &str, err: SftpError) -> Error {
-    let message = format!("peer {}: {what}: {err}", link.peer);
+fn sftp_error(what: &str, err: SftpError) -> Error {
+    let message = format!("{what}: {err}");
     match err {
         SftpError::Status { .. } | SftpError::Protocol(_) => Error::failed(message),
         SftpError::Broken(_) | SftpError::TimedOut(_) => Error::unreachable(message),
@@ -85,13 +85,8 @@ impl Transport for SftpTransport {
         match self.with_session(link, |session| session.probe(path.as_bytes()))? {
             Ok(None) => Ok(false),
             Ok(Some(attrs)) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => Ok(true),
-            Ok(Some(_)) => Err(Error::failed(format!(
-                "peer {}: {}: not a regular file",
-                link.peer,
-                what()
-            ))
-            .into()),
-            Err(err) => Err(sftp_error(link, &what(), err).into()),
+            Ok(Some(_)) => Err(Error::failed(format!("{}: not a regular file", what())).into()),
+            Err(err) => Err(sftp_error(&what(), err).into()),
         }
     }
 
@@ -114,8 +109,7 @@ impl Transport for SftpTransport {
         };
         let dir = crate::fsutil::DirFd::open_nofollow(into).map_err(|err| {
             Error::failed(format!(
-                "peer {}: {}: {}",
-                link.peer,
+                "{}: {}",
                 into.display(),
                 crate::error::io_cause(&err)
             ))
@@ -138,12 +132,9 @@ impl Transport for SftpTransport {
             Ok(Ok(downloaded)) => downloaded,
             Ok(Err(failure)) => return Err(failure_error(link, into, &source, failure).into()),
             Err(err) => {
-                return Err(sftp_error(
-                    link,
-                    &format!("copy from {source} failed; nothing staged"),
-                    err,
+                return Err(
+                    sftp_error(&format!("copy from {source} failed; nothing staged"), err).into(),
                 )
-                .into())
             }
         };
         let Downloaded { files, skipped } = downloaded;
@@ -172,12 +163,11 @@ impl Transport for SftpTransport {
         match self.with_session(link, |session| session.create_empty(path.as_bytes(), 0o644))? {
             Ok(attrs) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => Ok(()),
             Ok(_) => Err(Error::failed(format!(
-                "peer {}: stage indicator {path} on the peer is not a regular file",
-                link.peer
+                "stage indicator {path} on the peer is not a regular file"
             ))
             .into()),
             Err(err) => {
-                Err(sftp_error(link, &format!("cannot write stage indicator {path}"), err).into())
+                Err(sftp_error(&format!("cannot write stage indicator {path}"), err).into())
             }
         }
     }
@@ -227,7 +217,6 @@ impl SftpTransport {
                 match answer {
                     Ok(()) => Ok(Some(Pending::Done(Listing::Files(listed)))),
                     Err(err) => Err(sftp_error(
-                        link,
                         &format!("cannot list collect dir {} to verify", link.collect_dir),
                         err,
                     )
@@ -241,32 +230,31 @@ impl SftpTransport {
 /// What stopped a download over SFTP, in words.
 fn failure_error(link: &Link, into: &Path, source: &str, failure: sftp::Failure) -> Error {
     use sftp::Failure;
-    let peer = &link.peer;
     let shown = |path: &[u8]| String::from_utf8_lossy(path).into_owned();
     match failure {
         Failure::MissingOrEmpty => Error::failed(format!(
-            "peer {peer}: collect dir {}: missing or empty (nothing to stage)",
+            "collect dir {}: missing or empty (nothing to stage)",
             link.collect_dir
         )),
         Failure::NotPlain(name) => Error::failed(format!(
-            "peer {peer}: the peer listed {:?}, which is not a plain file name; nothing staged",
+            "the peer listed {:?}, which is not a plain file name; nothing staged",
             String::from_utf8_lossy(&name)
         )),
         Failure::Dangling(path) => Error::failed(format!(
-            "peer {peer}: copy from {source} failed; nothing staged: {}: No such file or directory",
+            "copy from {source} failed; nothing staged: {}: No such file or directory",
             shown(&path)
         )),
         Failure::Refused { path, error } => Error::failed(format!(
-            "peer {peer}: copy from {source} failed; nothing staged: {}: {error}",
+            "copy from {source} failed; nothing staged: {}: {error}",
             shown(&path)
         )),
         Failure::Write { name, error } => Error::failed(format!(
-            "peer {peer}: {}: {}; nothing staged",
+            "{}: {}; nothing staged",
             into.join(name).display(),
             crate::peer::local::write_cause(&error)
         )),
         Failure::Changed { path, listed, now } => Error::failed(format!(
-            "peer {peer}: {}: changed while being copied ({listed} bytes listed, {}); nothing staged",
+            "{}: changed while being copied ({listed} bytes listed, {}); nothing staged",
             shown(&path),
             match now {
                 None => "more there now".to_string(),
