@@ -7,11 +7,10 @@
 //! The signals are blocked in every thread and taken by one thread of their own with
 //! sigwait(2), so no code runs in a signal handler. Children would inherit that mask (std
 //! does not reset it); `process` clears it in each child before exec, so they still die of
-//! the signals sent to them.
+//! the signals sent to them. Which children are running is `process`'s business: a cancel
+//! asks it to end them all.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -19,9 +18,6 @@ use crate::error::Error;
 
 /// The signal that canceled the work, as its number; 0 while nothing has.
 static CANCELED_BY: AtomicI32 = AtomicI32::new(0);
-
-/// The process groups of the children running now, to be ended on a cancel.
-static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Blocks the cancelling signals in this thread, and so in every thread it starts later, and
 /// starts the thread that waits for them. To be called once, before any other thread starts.
@@ -39,7 +35,7 @@ pub fn install() {
             let Ok(first) = signals.wait() else { return };
             CANCELED_BY.store(first as i32, Ordering::SeqCst);
             log::warn!("{first}: canceling (a second signal ends peerstage at once)");
-            end_children();
+            crate::process::end_all();
             if let Ok(second) = signals.wait() {
                 std::process::exit(128 + second as i32);
             }
@@ -64,33 +60,4 @@ pub fn check() -> Result<(), Error> {
         Some(signal) => Err(Error::canceled(format!("canceled by {signal}"))),
         None => Ok(()),
     }
-}
-
-/// Counts a child (the leader of its own process group) as running.
-pub(crate) fn track(pid: u32) {
-    if let Ok(mut groups) = GROUPS.lock() {
-        groups.push(pid);
-    }
-}
-
-/// A child that has been waited for.
-pub(crate) fn untrack(pid: u32) {
-    if let Ok(mut groups) = GROUPS.lock() {
-        groups.retain(|&group| group != pid);
-    }
-}
-
-/// Ends every child's group the way a deadline does (`process::terminate_groups`: SIGTERM
-/// every 20 ms, SIGKILL after 2 s), until their owners have waited for them all.
-fn end_children() {
-    let running = || {
-        GROUPS
-            .lock()
-            .map(|groups| groups.clone())
-            .unwrap_or_default()
-    };
-    crate::process::terminate_groups(&running(), |until| {
-        std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        running().is_empty()
-    });
 }

@@ -461,20 +461,22 @@ impl Run<'_> {
         )
         .map_err(fatal)?;
         if config.managed {
-            if config.kind == PeerKind::Local {
-                log::warn!(
+            match peer.remote() {
+                None => log::warn!(
                     "peer {}: managed actions need a remote peer; none run",
                     config.name
-                );
-            } else {
-                for action in &config.managed_actions {
-                    peer.execute_managed_action(action, self.options.full)
-                        .map_err(fatal)?;
+                ),
+                Some(remote) => {
+                    for action in &config.managed_actions {
+                        remote
+                            .execute_managed_action(action, self.options.full)
+                            .map_err(fatal)?;
+                    }
                 }
             }
         }
         if !peer
-            .check_collect_indicator(DEFAULT_COLLECT_INDICATOR)
+            .has_indicator(DEFAULT_COLLECT_INDICATOR)
             .map_err(fatal)?
         {
             return Err((

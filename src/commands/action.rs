@@ -5,7 +5,11 @@ use super::{open_peer, Context};
 
 pub fn run(context: &Context, args: ActionArgs) -> Result<i32> {
     let peer = open_peer(context, &args.peer, true)?;
-    peer.execute_managed_action(&args.action, args.full)?;
+    let remote = peer.remote().ok_or_else(|| {
+        crate::peer::not_remote(&format!("managed action {} needs", args.action))
+            .for_peer(peer.name())
+    })?;
+    remote.execute_managed_action(&args.action, args.full)?;
     log::info!("peer {}: managed action {} done", peer.name(), args.action);
     Ok(0)
 }

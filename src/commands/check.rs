@@ -5,7 +5,7 @@ use super::{open_peer, Context};
 
 pub fn run(context: &Context, args: CheckArgs) -> Result<i32> {
     let peer = open_peer(context, &args.peer, false)?;
-    let present = peer.check_collect_indicator(&args.indicator)?;
+    let present = peer.has_indicator(&args.indicator)?;
     if context.dry_run {
         return Ok(0);
     }

@@ -7,6 +7,9 @@ use super::{open_peer, Context};
 /// default verbosity, so `exec` can sit in a pipeline.
 pub fn run(context: &Context, args: ExecArgs) -> Result<i32> {
     let peer = open_peer(context, &args.peer, false)?;
-    peer.execute_remote_command(&args.command)?;
+    let remote = peer
+        .remote()
+        .ok_or_else(|| crate::peer::not_remote("remote commands need").for_peer(peer.name()))?;
+    remote.execute_remote_command(&args.command)?;
     Ok(0)
 }

@@ -31,13 +31,8 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
             error: None,
         };
         let probe = peer
-            .check_collect_indicator(DEFAULT_COLLECT_INDICATOR)
-            .and_then(|collect| {
-                Ok((
-                    collect,
-                    peer.check_collect_indicator(DEFAULT_STAGE_INDICATOR)?,
-                ))
-            });
+            .has_indicator(DEFAULT_COLLECT_INDICATOR)
+            .and_then(|collect| Ok((collect, peer.has_indicator(DEFAULT_STAGE_INDICATOR)?)));
         match probe {
             Ok((collect, stage)) => {
                 state.collect_indicator = Some(collect);

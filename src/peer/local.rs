@@ -396,7 +396,7 @@ impl Peer for LocalPeer {
         watched(stage, limits)
     }
 
-    fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
+    fn has_indicator(&self, indicator: &str) -> Result<bool> {
         check_indicator_name(indicator)?;
         let path = self.config.collect_dir.join(indicator);
         if self.options.dry_run {
@@ -422,18 +422,6 @@ impl Peer for LocalPeer {
         // An indicator without a mode asked for gets the usual 0644 of an empty file.
         write_file_atomically(collect_dir, indicator, b"", perms, Mode(0o644))
             .map_err(|cause| Error::failed(cause.to_string()))
-    }
-
-    fn execute_remote_command(&self, _command: &[String]) -> Result<()> {
-        Err(Error::usage(
-            "is a local peer; remote commands need a remote peer (--host)".to_string(),
-        ))
-    }
-
-    fn execute_managed_action(&self, action: &str, _full: bool) -> Result<()> {
-        Err(Error::usage(format!(
-            "is a local peer; managed action {action} needs a remote peer (--host)"
-        )))
     }
 }
 

@@ -115,13 +115,22 @@ pub trait Peer: Send + Sync {
     /// exist and be absolute, applying `perms` to each. An empty collect dir is an error.
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport>;
 
-    /// Whether the collect indicator (default `cback.collect`) is in the collect dir. A missing
-    /// collect dir means "not ready"; a peer that cannot be reached is an `Unreachable` error.
-    fn check_collect_indicator(&self, indicator: &str) -> Result<bool>;
+    /// Whether the indicator `name` (`cback.collect`, `cback.stage`) is in the collect dir. A
+    /// missing collect dir means "not there"; a peer that cannot be reached is an
+    /// `Unreachable` error.
+    fn has_indicator(&self, name: &str) -> Result<bool>;
 
     /// Writes the (empty) stage indicator into the peer's collect dir.
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()>;
 
+    /// What only a remote peer does; None for a local one.
+    fn remote(&self) -> Option<&dyn RemoteCommands> {
+        None
+    }
+}
+
+/// Commands run on a remote peer through its rsh command.
+pub trait RemoteCommands {
     /// Runs a command on the peer, each word arriving as one argument; its output passes through.
     fn execute_remote_command(&self, command: &[String]) -> Result<()>;
 
@@ -158,18 +167,35 @@ impl Peer for Named {
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
         self.named(self.0.stage(target_dir, perms))
     }
-    fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
-        self.named(self.0.check_collect_indicator(indicator))
+    fn has_indicator(&self, name: &str) -> Result<bool> {
+        self.named(self.0.has_indicator(name))
     }
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {
         self.named(self.0.write_stage_indicator(indicator, perms))
     }
+    fn remote(&self) -> Option<&dyn RemoteCommands> {
+        self.0.remote().map(|_| self as &dyn RemoteCommands)
+    }
+}
+
+impl RemoteCommands for Named {
     fn execute_remote_command(&self, command: &[String]) -> Result<()> {
-        self.named(self.0.execute_remote_command(command))
+        match self.0.remote() {
+            Some(remote) => self.named(remote.execute_remote_command(command)),
+            None => self.named(Err(not_remote("remote commands need"))),
+        }
     }
     fn execute_managed_action(&self, action: &str, full: bool) -> Result<()> {
-        self.named(self.0.execute_managed_action(action, full))
+        match self.0.remote() {
+            Some(remote) => self.named(remote.execute_managed_action(action, full)),
+            None => self.named(Err(not_remote(&format!("managed action {action} needs")))),
+        }
     }
+}
+
+/// What asking a local peer for a remote command is.
+pub fn not_remote(what: &str) -> Error {
+    Error::usage(format!("is a local peer; {what} a remote peer (--host)"))
 }
 
 /// Checks a peer's settings with the config loaders' rules (one set of rules, whether the

@@ -101,7 +101,7 @@ impl Cmd {
             .stderr(std::fs::File::create(stderr_file)?);
         own_process_group(&mut command)?;
         let child = command.spawn()?;
-        crate::cancel::track(child.id());
+        track_group(child.id());
         Ok(Piped {
             child,
             stderr_file: stderr_file.to_path_buf(),
@@ -169,7 +169,7 @@ impl Running {
         let pids = handle.pids();
         let status = handle.wait().map(|output| output.status);
         for pid in pids {
-            crate::cancel::untrack(pid);
+            untrack_group(pid);
         }
         let status = status?;
         // What is still in the pipes comes at once; a process that outlives the child and
@@ -454,7 +454,7 @@ impl Piped {
             });
         }
         let _ = self.child.wait();
-        crate::cancel::untrack(self.child.id());
+        untrack_group(self.child.id());
     }
 }
 
@@ -511,16 +511,49 @@ pub(crate) fn with_signals_unblocked(command: &mut std::process::Command) -> io:
     Ok(())
 }
 
+/// The process groups of the children running now, to be ended on a cancel.
+static GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts a child (the leader of its own process group) as running.
+fn track_group(pid: u32) {
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.push(pid);
+    }
+}
+
+/// A child that has been waited for.
+fn untrack_group(pid: u32) {
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.retain(|&group| group != pid);
+    }
+}
+
+/// Ends every running child's group the way a deadline does (`terminate_groups`: SIGTERM
+/// every 20 ms, SIGKILL after 2 s), until their owners have waited for them all. For a
+/// cancel (Ctrl-C, SIGTERM, SIGHUP).
+pub fn end_all() {
+    let running = || {
+        GROUPS
+            .lock()
+            .map(|groups| groups.clone())
+            .unwrap_or_default()
+    };
+    terminate_groups(&running(), |until| {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        running().is_empty()
+    });
+}
+
 /// Counts the children of `handle` as running, for `cancel` to end them on Ctrl-C.
 fn track(handle: &duct::Handle) {
     for pid in handle.pids() {
-        crate::cancel::track(pid);
+        track_group(pid);
     }
 }
 
 fn untrack(handle: &duct::Handle) {
     for pid in handle.pids() {
-        crate::cancel::untrack(pid);
+        untrack_group(pid);
     }
 }
 
@@ -538,7 +571,7 @@ fn terminate(handle: &duct::Handle) {
 
 /// `terminate` for the process groups led by `pids`; `wait_until` waits for the child until
 /// the instant given and says whether it has exited.
-pub(crate) fn terminate_groups(pids: &[u32], mut wait_until: impl FnMut(Instant) -> bool) {
+fn terminate_groups(pids: &[u32], mut wait_until: impl FnMut(Instant) -> bool) {
     use nix::sys::signal::{killpg, Signal};
     use std::time::Duration;
     let groups: Vec<_> = pids

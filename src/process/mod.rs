@@ -16,8 +16,7 @@ use std::process::ExitStatus;
 use crate::error::{Error, Result};
 use crate::limits::Expired;
 
-pub(crate) use children::terminate_groups;
-pub use children::{tree_io, Background, Piped, Running};
+pub use children::{end_all, Background, Piped, Running};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {

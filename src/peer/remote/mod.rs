@@ -24,7 +24,8 @@ use crate::process::quote_os;
 
 use super::staging::{self, Incoming};
 use super::{
-    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, StageReport,
+    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, RemoteCommands,
+    StageReport,
 };
 use commands::CommandTransport;
 use connection::{protocol_flag, ScpProtocol};
@@ -238,7 +239,7 @@ impl Peer for RemotePeer {
         Ok(StageReport { verified, ..report })
     }
 
-    fn check_collect_indicator(&self, indicator: &str) -> Result<bool> {
+    fn has_indicator(&self, indicator: &str) -> Result<bool> {
         check_indicator_name(indicator)?;
         self.step(|transport, _| transport.probe(&self.link, indicator))
     }
@@ -249,6 +250,12 @@ impl Peer for RemotePeer {
         self.step(|transport, _| transport.push_empty(&self.link, indicator))
     }
 
+    fn remote(&self) -> Option<&dyn RemoteCommands> {
+        Some(self)
+    }
+}
+
+impl RemoteCommands for RemotePeer {
     fn execute_remote_command(&self, command: &[String]) -> Result<()> {
         let link = &self.link;
         let cmd = self.remote_command(command)?;
