@@ -21,6 +21,7 @@ pub mod peer;
 pub mod pool;
 pub mod process;
 pub mod report;
+pub mod settings;
 
 use std::io::Write;
 

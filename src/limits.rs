@@ -61,17 +61,6 @@ impl Limits {
     }
 }
 
-/// The idle timeout in effect: `--idle-timeout`, else the config's, else the default; 0 is off.
-pub fn idle_timeout(flag: Option<u64>, config: Option<u64>) -> Option<Duration> {
-    match flag
-        .or(config)
-        .unwrap_or(crate::config::DEFAULT_IDLE_TIMEOUT)
-    {
-        0 => None,
-        seconds => Some(Duration::from_secs(seconds)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,18 +87,5 @@ mod tests {
         );
         assert_eq!(limits.deadline_only().until(now), limits.deadline);
         assert_eq!(Limits::default().until(now), None);
-    }
-
-    #[test]
-    fn idle_timeout_is_on_by_default_and_0_turns_it_off() {
-        let default = Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT);
-        assert_eq!(idle_timeout(None, None), Some(default));
-        assert_eq!(idle_timeout(None, Some(20)), Some(Duration::from_secs(20)));
-        assert_eq!(
-            idle_timeout(Some(5), Some(20)),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(idle_timeout(Some(0), Some(20)), None);
-        assert_eq!(idle_timeout(None, Some(0)), None);
     }
 }

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::config::{
     Config, PeerConfig, PeerKind, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR,
@@ -21,39 +21,31 @@ use crate::lock::{self, Lock};
 use crate::ownership::{running_as_root, Mode, Ownership, Perms};
 use crate::peer::{self, PeerOptions};
 use crate::report::{JobReport, PeerResult, PeerStatus};
+use crate::settings::Settings;
 
 /// Name of the job report written into the daily dir.
 pub const REPORT_FILE: &str = "peerstage-report.json";
 
+/// What only a run is told (the settings every subcommand shares are `Settings`).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub full: bool,
+    /// How many peers at once: --jobs, over the config's (up to 8 when neither says).
     pub jobs: Option<usize>,
     /// The day the run stages into, fixed once at start so a run across midnight stays in one day.
     pub date: Date,
     /// Stage only these peers (all when empty).
     pub only: Vec<String>,
-    pub dry_run: bool,
     /// Wait for locks instead of failing with 75.
     pub wait: bool,
     /// Show progress on stderr (a terminal, and not --json).
     pub progress: bool,
-    pub timeout: Option<Duration>,
-    /// How long a step of staging a peer may go without moving a byte.
-    pub idle: Option<Duration>,
-    /// The most entries a collect dir may list.
-    pub max_entries: u64,
-    /// Overrides the config's lock dir (--lock-dir).
-    pub lock_dir: Option<PathBuf>,
-    /// Share one ssh connection per remote peer (unless the config or --no-multiplex says no).
-    pub multiplex: bool,
-    /// --verify, over the config's.
-    pub verify: Option<crate::peer::Verify>,
 }
 
 /// What every worker shares.
 struct Run<'a> {
     config: &'a Config,
+    settings: &'a Settings,
     options: &'a RunOptions,
     daily_dir: PathBuf,
     owner: Option<Ownership>,
@@ -62,7 +54,7 @@ struct Run<'a> {
     base_vars: Vec<(&'static str, String)>,
 }
 
-pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
+pub fn run(config: &Config, settings: &Settings, options: &RunOptions) -> Result<JobReport> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let peers = config.select(&options.only)?;
@@ -87,12 +79,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
             config.staging_dir.display()
         )));
     }
-    let lock_dir = options
-        .lock_dir
-        .clone()
-        .or_else(|| config.lock_dir.clone())
-        .unwrap_or_else(lock::default_lock_dir);
-    let _run_lock = if options.dry_run {
+    let lock_dir = settings.lock_dir.clone();
+    let _run_lock = if settings.dry_run {
         None
     } else {
         lock::prepare_lock_dir(&lock_dir)?;
@@ -121,6 +109,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
         daily_dir,
         owner,
         lock_dir,
+        settings,
         weekly,
         base_vars,
     };
@@ -130,7 +119,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
         &config.hooks.run_start,
         Event::RunStart,
         &run.base_vars,
-        options.dry_run,
+        settings.dry_run,
         None,
     )
     .err();
@@ -144,7 +133,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
 
     let canceled = start_failure.is_some() || crate::cancel::canceled_by().is_some();
     let mut report = run.report(started, clock, results, canceled);
-    if !canceled && !options.dry_run {
+    if !canceled && !settings.dry_run {
         // Cedar writes the master indicator whatever became of the peers: the failures are
         // in the log and the exit status, and the store action reads the rest. A canceled
         // run has not finished, so it does not.
@@ -185,13 +174,13 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<JobReport> {
         &config.hooks.run_end,
         Event::RunEnd,
         &end_vars,
-        options.dry_run,
+        settings.dry_run,
         None,
     ) {
         log::error!("{cause}");
         report.exit_code = EXIT_FAILED;
     }
-    if !options.dry_run {
+    if !settings.dry_run {
         let perms = Perms { owner, mode: None };
         let json = report.to_json() + "\n";
         if let Err(cause) = write_file_atomically(
@@ -220,7 +209,7 @@ impl Run<'_> {
     /// Creates one directory (owned by the backup user when running as root); one that is
     /// already there is fine.
     fn make_dir(&self, dir: &Path) -> std::result::Result<bool, String> {
-        if self.options.dry_run {
+        if self.settings.dry_run {
             if !dir.is_dir() {
                 crate::peer::print_dry_run(format_args!(
                     "mkdir -- {}",
@@ -263,12 +252,7 @@ impl Run<'_> {
     }
 
     fn stage_all(&self, peers: &[&PeerConfig]) -> Vec<PeerResult> {
-        let jobs = self
-            .options
-            .jobs
-            .or(self.config.jobs)
-            .unwrap_or(peers.len().clamp(1, 8))
-            .max(1);
+        let jobs = self.options.jobs.unwrap_or(peers.len().clamp(1, 8)).max(1);
         let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
         let files = AtomicU64::new(0);
@@ -343,7 +327,7 @@ impl Run<'_> {
             ("PEER_TYPE", kind_name(config.kind).to_string()),
             ("TARGET_DIR", target_dir.display().to_string()),
         ]);
-        let deadline = self.options.timeout.map(|timeout| clock + timeout);
+        let deadline = self.settings.timeout.map(|timeout| clock + timeout);
         match self.stage_peer_steps(config, &target_dir, &vars, deadline, &mut result) {
             Ok(()) => log::info!(
                 "peer {}: staged {} files ({} bytes)",
@@ -393,7 +377,7 @@ impl Run<'_> {
                 &self.config.hooks.post_peer,
                 Event::PostPeer,
                 &vars,
-                self.options.dry_run,
+                self.settings.dry_run,
                 deadline,
             ) {
                 log::error!("peer {}: {cause}", config.name);
@@ -416,7 +400,7 @@ impl Run<'_> {
     ) -> std::result::Result<(), (PeerStatus, Error)> {
         let fatal = |err: Error| (status_of(&err), err);
         let canceled = || crate::cancel::check().map_err(|err| (PeerStatus::Canceled, err));
-        let _lock = if self.options.dry_run {
+        let _lock = if self.settings.dry_run {
             None
         } else {
             Some(
@@ -435,7 +419,7 @@ impl Run<'_> {
             &self.config.hooks.pre_peer,
             Event::PrePeer,
             vars,
-            self.options.dry_run,
+            self.settings.dry_run,
             deadline,
         ) {
             canceled()?;
@@ -447,16 +431,8 @@ impl Run<'_> {
         let peer = peer::build(
             config,
             PeerOptions {
-                dry_run: self.options.dry_run,
                 deadline,
-                idle: self.options.idle,
-                max_entries: self.options.max_entries,
-                multiplex: self.options.multiplex && self.config.multiplex,
-                verify: self
-                    .options
-                    .verify
-                    .or(self.config.verify)
-                    .unwrap_or_default(),
+                ..self.settings.peer_options(Instant::now())
             },
         )
         .map_err(fatal)?;
@@ -535,7 +511,7 @@ impl Run<'_> {
             config: self.config.source.display().to_string(),
             staging_dir: self.config.staging_dir.display().to_string(),
             daily_dir: self.daily_dir.display().to_string(),
-            dry_run: self.options.dry_run,
+            dry_run: self.settings.dry_run,
             status: status.letter(),
             status_word: status.word(),
             exit_code: if failed || canceled { EXIT_FAILED } else { 0 },

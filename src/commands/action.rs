@@ -1,10 +1,10 @@
 use crate::cli::ActionArgs;
 use crate::error::Result;
 
-use super::{open_peer, Context};
+use super::{open_peer, Flags};
 
-pub fn run(context: &Context, args: ActionArgs) -> Result<i32> {
-    let peer = open_peer(context, &args.peer, true)?;
+pub fn run(flags: &Flags, args: ActionArgs) -> Result<i32> {
+    let peer = open_peer(flags, &args.peer, true)?;
     let remote = peer.remote().ok_or_else(|| {
         crate::peer::not_remote(&format!("managed action {} needs", args.action))
             .for_peer(peer.name())

@@ -1,16 +1,16 @@
 use crate::cli::CheckArgs;
 use crate::error::{Result, EXIT_FAILED};
 
-use super::{open_peer, Context};
+use super::{open_peer, Flags};
 
-pub fn run(context: &Context, args: CheckArgs) -> Result<i32> {
-    let peer = open_peer(context, &args.peer, false)?;
+pub fn run(flags: &Flags, args: CheckArgs) -> Result<i32> {
+    let peer = open_peer(flags, &args.peer, false)?;
     let present = peer.has_indicator(&args.indicator)?;
-    if context.dry_run {
+    if flags.dry_run {
         return Ok(0);
     }
     let collect_dir = peer.config().collect_dir.display().to_string();
-    if !context.quiet {
+    if !flags.quiet {
         let state = if present { "present" } else { "absent" };
         println!(
             "peer {}: {} in {collect_dir}: {state}",

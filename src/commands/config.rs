@@ -3,9 +3,9 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::peer::{self, PeerOptions};
 
-use super::Context;
+use super::Flags;
 
-pub fn run(context: &Context, command: ConfigCommand) -> Result<i32> {
+pub fn run(flags: &Flags, command: ConfigCommand) -> Result<i32> {
     match command {
         ConfigCommand::Check { config: path } => {
             let config = Config::load(&path)?;
@@ -13,7 +13,7 @@ pub fn run(context: &Context, command: ConfigCommand) -> Result<i32> {
             for peer_config in &config.peers {
                 peer::build(peer_config, PeerOptions::default())?;
             }
-            if !context.quiet {
+            if !flags.quiet {
                 println!(
                     "config {}: valid, {} peers",
                     path.display(),

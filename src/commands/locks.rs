@@ -5,7 +5,8 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::lock;
 
-use super::Context;
+use super::Flags;
+use crate::settings::Settings;
 
 #[derive(Serialize)]
 struct Row {
@@ -16,10 +17,10 @@ struct Row {
     owner_alive: Option<bool>,
 }
 
-pub fn run(context: &Context, args: LocksArgs) -> Result<i32> {
+pub fn run(flags: &Flags, args: LocksArgs) -> Result<i32> {
     let dir = match &args.config {
-        Some(path) => context.lock_dir(Config::load(path)?.lock_dir.as_deref()),
-        None => context.lock_dir(None),
+        Some(path) => Settings::resolve(flags, Some(&Config::load(path)?)).lock_dir,
+        None => Settings::resolve(flags, None).lock_dir,
     };
     let locks = if dir.exists() {
         lock::list(&dir)?
@@ -41,7 +42,7 @@ pub fn run(context: &Context, args: LocksArgs) -> Result<i32> {
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
-    } else if !context.quiet {
+    } else if !flags.quiet {
         println!("lock dir {}", dir.display());
         for row in &rows {
             let owner = match (row.owner_pid, row.owner_alive) {

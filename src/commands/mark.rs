@@ -1,11 +1,11 @@
 use crate::cli::MarkArgs;
 use crate::error::Result;
 
-use super::{open_peer, perms, Context};
+use super::{open_peer, perms, Flags};
 
-pub fn run(context: &Context, args: MarkArgs) -> Result<i32> {
+pub fn run(flags: &Flags, args: MarkArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
-    let peer = open_peer(context, &args.peer, true)?;
+    let peer = open_peer(flags, &args.peer, true)?;
     peer.write_stage_indicator(&args.indicator, &perms)?;
     log::info!(
         "peer {}: wrote {} in {}",

@@ -12,87 +12,36 @@ mod run;
 mod stage;
 mod status;
 
-use std::path::PathBuf;
-
 use crate::cli::{Cli, Command, PeerArgs};
 use crate::config::{Config, PeerConfig, PeerKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
 use crate::ownership::{Mode, Ownership, Perms};
-use crate::peer::{self, Peer, PeerOptions, Verify};
-
-/// What every subcommand needs besides its own arguments.
-pub struct Context {
-    pub dry_run: bool,
-    pub quiet: bool,
-    pub timeout: Option<std::time::Duration>,
-    /// --idle-timeout, over the config's and the default (0: off).
-    pub idle_timeout: Option<u64>,
-    pub max_entries: Option<u64>,
-    pub multiplex: bool,
-    /// --lock-dir or PEERSTAGE_LOCK_DIR, over the config's and the default.
-    pub lock_dir: Option<PathBuf>,
-    pub verify: Option<Verify>,
-}
-
-impl Context {
-    /// Where lock files go: --lock-dir, else the config's, else the default.
-    pub fn lock_dir(&self, config_lock_dir: Option<&std::path::Path>) -> PathBuf {
-        self.lock_dir
-            .clone()
-            .or_else(|| config_lock_dir.map(std::path::Path::to_path_buf))
-            .unwrap_or_else(lock::default_lock_dir)
-    }
-
-    /// Options for a peer starting now: the flags, over the config's settings when the peer
-    /// comes from a config.
-    pub fn peer_options(&self, config: Option<&Config>) -> PeerOptions {
-        let config_timeout = config.and_then(|config| config.timeout);
-        let timeout = self
-            .timeout
-            .or(config_timeout.map(std::time::Duration::from_secs));
-        PeerOptions {
-            dry_run: self.dry_run,
-            deadline: timeout.map(|timeout| std::time::Instant::now() + timeout),
-            idle: crate::limits::idle_timeout(
-                self.idle_timeout,
-                config.and_then(|config| config.idle_timeout),
-            ),
-            max_entries: self
-                .max_entries
-                .or(config.and_then(|config| config.max_entries))
-                .unwrap_or(crate::config::DEFAULT_MAX_ENTRIES),
-            multiplex: self.multiplex && config.is_none_or(|config| config.multiplex),
-            verify: self
-                .verify
-                .or(config.and_then(|config| config.verify))
-                .unwrap_or_default(),
-        }
-    }
-}
+use crate::peer::{self, Peer, Verify};
+use crate::settings::{Flags, Settings};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
-    let context = Context {
+    let flags = Flags {
         dry_run: cli.dry_run,
         quiet: cli.quiet,
-        timeout: cli.timeout.map(std::time::Duration::from_secs),
+        timeout: cli.timeout,
         idle_timeout: cli.idle_timeout,
         max_entries: cli.max_entries,
-        multiplex: !cli.no_multiplex,
-        lock_dir: cli.lock_dir,
+        no_multiplex: cli.no_multiplex,
         verify: cli.verify.as_deref().and_then(Verify::parse),
+        lock_dir: cli.lock_dir,
     };
     match cli.command {
-        Command::Stage(args) => stage::run(&context, args),
-        Command::Check(args) => check::run(&context, args),
-        Command::Mark(args) => mark::run(&context, args),
-        Command::Exec(args) => exec::run(&context, args),
-        Command::Action(args) => action::run(&context, args),
-        Command::Run(args) => run::run(&context, args),
-        Command::Status(args) => status::run(&context, args),
-        Command::Config(command) => config::run(&context, command),
-        Command::Locks(args) => locks::run(&context, args),
-        Command::Generate(args) => generate::run(&context, args),
+        Command::Stage(args) => stage::run(&flags, args),
+        Command::Check(args) => check::run(&flags, args),
+        Command::Mark(args) => mark::run(&flags, args),
+        Command::Exec(args) => exec::run(&flags, args),
+        Command::Action(args) => action::run(&flags, args),
+        Command::Run(args) => run::run(&flags, args),
+        Command::Status(args) => status::run(&flags, args),
+        Command::Config(command) => config::run(&flags, command),
+        Command::Locks(args) => locks::run(&flags, args),
+        Command::Generate(args) => generate::run(&flags, args),
     }
 }
 
@@ -153,13 +102,13 @@ impl std::ops::Deref for OpenPeer {
 
 /// Builds the peer named on the command line. With `locked`, takes the peer's lock, the same
 /// one `run` takes, so a hand-run stage and the nightly run never work on one peer at once.
-pub fn open_peer(context: &Context, args: &PeerArgs, locked: bool) -> Result<OpenPeer> {
+pub fn open_peer(flags: &Flags, args: &PeerArgs, locked: bool) -> Result<OpenPeer> {
     let (config, pool) = peer_config(args)?;
-    let peer = peer::build(&config, context.peer_options(pool.as_ref()))?;
-    let lock = if locked && !context.dry_run {
-        let lock_dir = context.lock_dir(pool.as_ref().and_then(|pool| pool.lock_dir.as_deref()));
-        lock::prepare_lock_dir(&lock_dir)?;
-        Some(Lock::peer(&lock_dir, &config.name, args.wait)?)
+    let settings = Settings::resolve(flags, pool.as_ref());
+    let peer = peer::build(&config, settings.peer_options(std::time::Instant::now()))?;
+    let lock = if locked && !settings.dry_run {
+        lock::prepare_lock_dir(&settings.lock_dir)?;
+        Some(Lock::peer(&settings.lock_dir, &config.name, args.wait)?)
     } else {
         None
     };

@@ -1,13 +1,13 @@
 use crate::cli::StageArgs;
 use crate::error::Result;
 
-use super::{open_peer, perms, Context};
+use super::{open_peer, perms, Flags};
 
-pub fn run(context: &Context, args: StageArgs) -> Result<i32> {
+pub fn run(flags: &Flags, args: StageArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
-    let peer = open_peer(context, &args.peer, true)?;
+    let peer = open_peer(flags, &args.peer, true)?;
     let report = peer.stage(&args.target, &perms)?;
-    if !context.quiet && !context.dry_run {
+    if !flags.quiet && !flags.dry_run {
         println!(
             "staged {} files ({} bytes) from peer {} into {}",
             report.files,

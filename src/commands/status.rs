@@ -5,7 +5,7 @@ use crate::config::{Config, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR};
 use crate::error::Result;
 use crate::peer;
 
-use super::Context;
+use super::Flags;
 
 #[derive(Serialize)]
 struct PeerState {
@@ -17,13 +17,17 @@ struct PeerState {
 
 /// Probes both indicators of every peer; changes nothing. Exit 0 when every peer answered,
 /// 69 when one could not be reached, 1 for any other failure.
-pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
+pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
     let config = Config::load(&args.config)?;
     let selected = config.select(&args.only)?;
     let mut states = Vec::new();
     let mut exit = 0;
+    let settings = crate::settings::Settings::resolve(flags, Some(&config));
     for peer_config in selected {
-        let peer = peer::build(peer_config, context.peer_options(Some(&config)))?;
+        let peer = peer::build(
+            peer_config,
+            settings.peer_options(std::time::Instant::now()),
+        )?;
         let mut state = PeerState {
             peer: peer_config.name.clone(),
             collect_indicator: None,
@@ -51,7 +55,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<i32> {
             "{}",
             serde_json::to_string_pretty(&states).unwrap_or_default()
         );
-    } else if !context.quiet && !context.dry_run {
+    } else if !flags.quiet && !flags.dry_run {
         let width = states
             .iter()
             .map(|s| s.peer.len())
