@@ -45,18 +45,6 @@ const MUX_MODES: [(&str, &[&str]); 2] = [
     ("--no-multiplex", &["--no-multiplex"]),
 ];
 
-macro_rules! remote_or_skip {
-    () => {
-        remote_or_skip!("")
-    };
-    ($extra:expr) => {
-        match Fx::remote($extra) {
-            Some(fx) => fx,
-            None => return,
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------
 // The fixture: a temp dir (the sshd's, for remote tests) with a lock dir, a working dir for
 // peerstage's process, and whatever collect and target dirs a test makes.
@@ -74,11 +62,15 @@ impl Fx {
         }
     }
 
-    fn remote(extra_sshd_config: &str) -> Option<Fx> {
-        Some(Fx {
-            sshd: Some(Sshd::start_with(extra_sshd_config)?),
+    fn remote() -> Fx {
+        Fx::remote_with("")
+    }
+
+    fn remote_with(extra_sshd_config: &str) -> Fx {
+        Fx {
+            sshd: Some(Sshd::start_with(extra_sshd_config).expect(NEEDS_OPENSSH)),
             tmp: None,
-        })
+        }
     }
 
     fn base(&self) -> &Path {
@@ -528,7 +520,7 @@ fn dead_pid() -> u32 {
 /// (a) The real scp, killed with SIGKILL while it is in the middle of a 64 MiB file.
 #[test]
 fn a_copy_killed_mid_file_stages_nothing() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let big_len = 64 << 20;
     write_files(
@@ -589,7 +581,7 @@ exit $rc"#,
 /// (b) An rcp command that exits 0 without copying anything.
 #[test]
 fn an_rcp_that_exits_0_without_copying_fails_and_stages_nothing() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     write_samples(&collect);
     let rcp = fx.wrapper_rcp("noop", "exit 0", false);
@@ -614,7 +606,7 @@ fn an_rcp_that_exits_0_without_copying_fails_and_stages_nothing() {
 /// command is not used for it, and the indicator written is looked at again.
 #[test]
 fn an_rcp_that_exits_0_without_pushing_fails_mark() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     // Copies from the peer work (the check that follows the push), pushes to it do nothing.
     let body = r#"for last; do :; done
@@ -674,7 +666,7 @@ exit 0"#
 /// after the stage (the peer's listing, through the rsh command) catches it.
 #[test]
 fn a_file_truncated_after_the_copy_is_caught_by_verification() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let (collect, _files) = corruption_collect(&fx);
     let rcp = fx.wrapper_rcp("truncate", &damaging_body("truncate -s 5 \"$f\""), false);
     let old: Files = [named("victim.tar", b"yesterday's complete victim\n")]
@@ -700,7 +692,7 @@ fn a_file_truncated_after_the_copy_is_caught_by_verification() {
 /// on `stage` and, from the config's `verify = "sha256"`, on `run`. An honest copy passes.
 #[test]
 fn verify_sha256_catches_a_changed_byte() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let (collect, files) = corruption_collect(&fx);
     let rcp = fx.wrapper_rcp(
         "flip",
@@ -836,10 +828,8 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_fails_clearly_and_leaves_nothing_partial() {
-    if !is_root() {
-        return skip("needs root (mounts a small tmpfs as the target)");
-    }
-    let fx = remote_or_skip!();
+    needs_root("it mounts a small tmpfs as the target");
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let files = write_files(
         &collect,
@@ -852,10 +842,9 @@ fn a_full_disk_fails_clearly_and_leaves_nothing_partial() {
     let remote = fx.remote_peer(&collect, &fx.rcp(false));
     for (kind, peer) in [("local", local), ("remote", remote)] {
         let target = fx.dir(&format!("full-{kind}"));
-        let _mount = match Tmpfs::mount(&target, "1m") {
-            Ok(mount) => mount,
-            Err(why) => return skip(&format!("cannot mount a tmpfs ({why})")),
-        };
+        // A container that forbids mounting fails here: the promise cannot be checked there.
+        let _mount = Tmpfs::mount(&target, "1m")
+            .unwrap_or_else(|why| panic!("cannot mount a tmpfs on {}: {why}", target.display()));
         let what = format!("{kind} stage into a 1 MiB file system");
         let out = fx.stage(&target, &[], &peer);
         out.expect_code(1, &what).expect_one_error_line(&what);
@@ -879,7 +868,7 @@ fn a_full_disk_fails_clearly_and_leaves_nothing_partial() {
 
 #[test]
 fn a_stage_killed_with_sigkill_is_finished_by_the_rerun() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let new = write_files(
         &collect,
@@ -989,7 +978,7 @@ exit $rc"#,
 /// target; debris of a live process (a run in progress) is left alone.
 #[test]
 fn temp_debris_of_a_dead_run_is_removed_by_the_next_stage() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let files = write_files(&collect, &[named("one.tar", b"one\n")]);
     let local = fx.local_peer("debris-local", &collect);
@@ -1024,11 +1013,11 @@ fn temp_debris_of_a_dead_run_is_removed_by_the_next_stage() {
 /// restricted (`Match LocalPort`). Its collect dir holds the samples and the collect
 /// indicator. Returns the fixture, the port, the collect dir and PEER arguments whose rcp
 /// and rsh commands use the port.
-fn restricted_peer(force_command: &str) -> Option<(Fx, u16, PathBuf, Vec<String>)> {
+fn restricted_peer(force_command: &str) -> (Fx, u16, PathBuf, Vec<String>) {
     let port = free_port();
-    let fx = Fx::remote(&format!(
+    let fx = Fx::remote_with(&format!(
         "Port {port}\nMatch LocalPort {port}\n  ForceCommand {force_command}"
-    ))?;
+    ));
     let collect = fx.dir("collect");
     write_samples(&collect);
     write_file(&collect.join("cback.collect"), "");
@@ -1039,14 +1028,12 @@ fn restricted_peer(force_command: &str) -> Option<(Fx, u16, PathBuf, Vec<String>
     );
     let rsh = peer.iter().position(|a| a == "--rsh-command").expect("rsh") + 1;
     peer[rsh] = format!("{} {option}", fx.rsh());
-    Some((fx, port, collect, peer))
+    (fx, port, collect, peer)
 }
 
 #[test]
 fn an_sftp_only_peer_stages_checks_and_marks_but_refuses_commands() {
-    let Some((fx, sftp_port, collect, peer)) = restricted_peer("internal-sftp") else {
-        return;
-    };
+    let (fx, sftp_port, collect, peer) = restricted_peer("internal-sftp");
     let files = regular_files(&collect);
     // Make sure the restriction is real: a plain ssh command is refused on that port.
     let direct = run(Command::new(SSH)
@@ -1179,7 +1166,7 @@ fn hostile_files(canary: &Canary) -> Vec<(OsString, Vec<u8>)> {
 
 #[test]
 fn hostile_file_names_arrive_intact_and_run_nothing() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let canary = fx.canary();
     let collect = fx.dir("collect");
     let files = write_files(&collect, &hostile_files(&canary));
@@ -1231,7 +1218,7 @@ fn hostile_file_names_arrive_intact_and_run_nothing() {
 
 #[test]
 fn a_hostile_collect_dir_works_for_stage_check_and_mark() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let canary = fx.canary();
     let t = canary.touch();
     let name = format!("col $({t}) `{t}` 'sq' \"dq\" ; && | > * ? [ab] \\ \t -x $HOME end");
@@ -1276,7 +1263,7 @@ fn a_hostile_collect_dir_works_for_stage_check_and_mark() {
 
 #[test]
 fn hostile_indicator_names_are_refused_or_taken_literally() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let canary = fx.canary();
     let parent = fx.dir("collects");
     let collect = mkdir(&parent.join("collect"));
@@ -1358,7 +1345,7 @@ fn hostile_indicator_names_are_refused_or_taken_literally() {
 
 #[test]
 fn hostile_peer_names_and_users_are_refused_before_anything_runs() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let canary = fx.canary();
     let t = canary.touch();
     let collect = fx.dir("collect");
@@ -1461,7 +1448,7 @@ fn hostile_peer_names_and_users_are_refused_before_anything_runs() {
 
 #[test]
 fn symlinks_and_fifos_in_the_target_are_replaced_never_written_through() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let files = write_files(
         &collect,
@@ -1520,7 +1507,7 @@ fn a_symlink_planted_as_a_lock_file_is_refused() {
 
 #[test]
 fn symlinks_in_the_working_dir_are_never_followed() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     write_samples(&collect);
     write_file(&collect.join("cback.collect"), "");
@@ -1584,9 +1571,7 @@ fn symlinks_in_the_working_dir_are_never_followed() {
 
 #[test]
 fn a_group_or_world_writable_config_is_refused_as_root() {
-    if !is_root() {
-        return skip("needs root (config files writable by others are refused only as root)");
-    }
+    needs_root("config files writable by others are refused only as root");
     let fx = Fx::local();
     let collect = fx.dir("collect");
     write_samples(&collect);
@@ -1681,9 +1666,7 @@ impl Drop for Silent {
 /// the SFTP session's requests wait no longer than --timeout, and the peer is unreachable.
 #[test]
 fn a_peer_whose_sessions_hang_times_out_over_sftp() {
-    let Some((fx, _, collect, peer)) = restricted_peer("sleep 60") else {
-        return;
-    };
+    let (fx, _, collect, peer) = restricted_peer("sleep 60");
     for sub in ["check", "mark"] {
         let what = format!("{sub} on a peer whose sessions hang");
         fx.run(&[sub], &strings(&["--timeout", "3"]), &peer, &[])
@@ -1696,11 +1679,8 @@ fn a_peer_whose_sessions_hang_times_out_over_sftp() {
 
 #[test]
 fn a_peer_that_never_answers_times_out_and_does_not_hold_up_the_run() {
-    for tool in [SCP, SSH] {
-        if !Path::new(tool).exists() {
-            return skip(&format!("{tool} is not installed"));
-        }
-    }
+    needs_tool(SCP, "openssh-client");
+    needs_tool(SSH, "openssh-client");
     let fx = Fx::local();
     let silent = Silent::start();
     // Our own client config: no ConnectTimeout of its own (and a long one on the command
@@ -1850,7 +1830,7 @@ fn a_peer_that_never_answers_times_out_and_does_not_hold_up_the_run() {
 
 #[test]
 fn two_stages_of_one_peer_at_once_fail_fast_or_wait() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     write_samples(&collect);
     let files = regular_files(&collect);
@@ -1926,7 +1906,7 @@ fn two_stages_of_one_peer_at_once_fail_fast_or_wait() {
 
 #[test]
 fn non_utf8_file_names_are_staged_as_they_are() {
-    let fx = remote_or_skip!();
+    let fx = Fx::remote();
     let collect = fx.dir("collect");
     let raw = |bytes: &[u8]| OsString::from_vec(bytes.to_vec());
     let files = write_files(

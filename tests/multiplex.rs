@@ -8,15 +8,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-macro_rules! sshd_or_skip {
-    () => {
-        match Sshd::start() {
-            Some(sshd) => sshd,
-            None => return,
-        }
-    };
-}
-
 /// A TOML pool of `names` remote peers on the loopback sshd, each with two files ready.
 fn remote_pool(sshd: &Sshd, base: &Path, names: &[&str], rcp_command: &str) -> PathBuf {
     remote_pool_with(base, names, rcp_command, &sshd.rsh_command())
@@ -62,7 +53,7 @@ const COMMAND_SESSION: &str = "Starting session: command";
 
 #[test]
 fn a_run_makes_one_ssh_login_per_remote_peer() {
-    let sshd = sshd_or_skip!();
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = tempdir();
     let names = ["mux-a", "mux-b", "mux-c"];
     let config = remote_pool(&sshd, base.path(), &names, &sshd.rcp_command());
@@ -106,7 +97,7 @@ fn a_run_makes_one_ssh_login_per_remote_peer() {
 
 #[test]
 fn without_multiplexing_every_step_logs_in_again() {
-    let sshd = sshd_or_skip!();
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = tempdir();
     let config = remote_pool(&sshd, base.path(), &["plain-a"], &sshd.rcp_command());
     let tmp = mkdir(&base.path().join("tmp"));
@@ -122,7 +113,7 @@ fn without_multiplexing_every_step_logs_in_again() {
 /// The shared connection and its socket dir go at the end of a peer that failed too.
 #[test]
 fn the_shared_connection_is_closed_when_a_peer_fails() {
-    let sshd = sshd_or_skip!();
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = tempdir();
     let config = remote_pool(&sshd, base.path(), &["fails-a"], &sshd.rcp_command());
     // Ready, reachable, and failing in the copy: a symlink to nothing fails it, as with scp.
@@ -154,7 +145,7 @@ fn the_shared_connection_is_closed_when_a_peer_fails() {
 
 #[test]
 fn an_rcp_option_the_session_cannot_honour_leaves_the_copy_to_scp() {
-    let sshd = sshd_or_skip!();
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = tempdir();
     // A bandwidth limit is scp's own business: it copies, over the shared connection.
     let rcp = format!("{} -l 100000000", sshd.rcp_command());
@@ -175,7 +166,7 @@ fn an_rcp_option_the_session_cannot_honour_leaves_the_copy_to_scp() {
 
 #[test]
 fn a_dead_shared_connection_is_replaced_by_a_direct_one() {
-    let sshd = sshd_or_skip!();
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = tempdir();
     // The ssh of the rcp command (`scp -S`), whose control master (the one started with
     // ControlMaster=yes and -s, for the SFTP session) is cut off 20,000 bytes into its
@@ -229,7 +220,7 @@ exec /usr/bin/ssh "$@""#,
 /// Start and end times of each peer's copy, logged by a wrapper rcp command that holds
 /// every copy for a moment.
 fn copy_intervals(base: &Path, jobs: &str) -> Vec<(f64, f64)> {
-    let sshd = Sshd::start().expect("sshd");
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let log = base.join("copies.log");
     let wrapper = write_script(
         &base.join("slow-scp"),
@@ -269,9 +260,6 @@ fn overlapping_pairs(intervals: &[(f64, f64)]) -> usize {
 
 #[test]
 fn peers_are_staged_in_parallel_up_to_jobs() {
-    if Sshd::start().is_none() {
-        return;
-    }
     let parallel = tempdir();
     let intervals = copy_intervals(parallel.path(), "4");
     assert_eq!(intervals.len(), 4);

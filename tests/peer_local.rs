@@ -182,9 +182,7 @@ fn stage_keeps_source_modes_whatever_the_umask() {
 
 #[test]
 fn stage_sets_owner_by_ids() {
-    if !is_root() {
-        return skip("needs root (chown to arbitrary ids)");
-    }
+    needs_root("it chowns to arbitrary ids");
     let pool = pool();
     let files = write_samples(&pool.collect);
     pool.stage(&["--owner", "1234:2345"])
@@ -196,9 +194,7 @@ fn stage_sets_owner_by_ids() {
 
 #[test]
 fn stage_sets_owner_by_names() {
-    let Some((uid, gid)) = test_user() else {
-        return skip("needs root (creates a user and chowns)");
-    };
+    let (uid, gid) = needs_test_user("it creates a user and chowns");
     let pool = pool();
     let files = write_samples(&pool.collect);
     pool.stage(&["--owner", TEST_USER])

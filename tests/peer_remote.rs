@@ -21,25 +21,16 @@ struct Remote {
     work: PathBuf,
 }
 
-macro_rules! remote_or_skip {
-    () => {
-        match remote() {
-            Some(r) => r,
-            None => return,
-        }
-    };
-}
-
-fn remote() -> Option<Remote> {
-    let sshd = Sshd::start()?;
+fn remote() -> Remote {
+    let sshd = Sshd::start().expect(NEEDS_OPENSSH);
     let base = sshd.dir.path().to_path_buf();
-    Some(Remote {
+    Remote {
         host: format!("peer-{}", sshd.port),
         collect: mkdir(&base.join("collect")),
         target: mkdir(&base.join("staging")),
         work: mkdir(&base.join("work")),
         sshd,
-    })
+    }
 }
 
 impl Remote {
@@ -105,7 +96,7 @@ impl Remote {
 
 #[test]
 fn stage_pulls_regular_files() {
-    let r = remote_or_skip!();
+    let r = remote();
     let mut files = write_samples(&r.collect);
     let subdir = mkdir(&r.collect.join("nested-dir"));
     write_file(&subdir.join("inner.tar"), "inner");
@@ -146,7 +137,7 @@ fn stage_pulls_regular_files() {
 /// modes and times.
 #[test]
 fn the_copy_over_sftp_gives_what_scp_gives() {
-    let r = remote_or_skip!();
+    let r = remote();
     let big = random_bytes((3 << 20) + 4321, 7);
     let files: [(&str, &[u8], u32); 4] = [
         ("big.tar", &big, 0o640),
@@ -221,7 +212,7 @@ fn set_times(path: &Path, time: std::time::SystemTime) {
 /// partial copy removed, nothing staged, and the one error line says it was canceled.
 #[test]
 fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_file(&r.collect.join("a-small.tar"), "small\n");
     write_file(&r.collect.join("b-big.tar"), random_bytes(96 << 20, 3));
     let mut args: Vec<String> = vec!["stage".into(), "--target".into(), p(&r.target)];
@@ -275,7 +266,7 @@ fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
 /// scp says only "stat remote"), and nothing is staged.
 #[test]
 fn a_dangling_symlink_fails_the_copy_both_ways() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     symlink(r.base().join("nowhere"), r.collect.join("dangling.tar")).unwrap();
     for (extra, names) in [(&[][..], "dangling.tar"), (&["--no-multiplex"][..], "")] {
@@ -291,7 +282,7 @@ fn a_dangling_symlink_fails_the_copy_both_ways() {
 
 #[test]
 fn stage_with_odd_names_and_a_collect_dir_with_spaces() {
-    let r = remote_or_skip!();
+    let r = remote();
     // scp's SFTP mode takes remote paths literally, so shell-style quoting of the remote path
     // (needed by the legacy protocol) would break this.
     let collect = mkdir(&r.base().join("collect dir 'q'"));
@@ -310,7 +301,7 @@ fn stage_with_odd_names_and_a_collect_dir_with_spaces() {
 
 #[test]
 fn stage_sets_mode() {
-    let r = remote_or_skip!();
+    let r = remote();
     let files = write_samples(&r.collect);
     set_mode(&r.collect.join(files[0].0), 0o600);
     set_mode(&r.collect.join(files[1].0), 0o755);
@@ -323,10 +314,8 @@ fn stage_sets_mode() {
 
 #[test]
 fn stage_sets_owner_by_ids() {
-    if !is_root() {
-        return skip("needs root (chown to arbitrary ids)");
-    }
-    let r = remote_or_skip!();
+    needs_root("it chowns to arbitrary ids");
+    let r = remote();
     let files = write_samples(&r.collect);
     r.stage(&["--owner", "1234:2345"])
         .expect_code(0, "remote stage --owner ids");
@@ -337,10 +326,8 @@ fn stage_sets_owner_by_ids() {
 
 #[test]
 fn stage_sets_owner_by_names() {
-    let Some((uid, gid)) = test_user() else {
-        return skip("needs root (creates a user and chowns)");
-    };
-    let r = remote_or_skip!();
+    let (uid, gid) = needs_test_user("it creates a user and chowns");
+    let r = remote();
     let files = write_samples(&r.collect);
     r.stage(&["--owner", TEST_USER])
         .expect_code(0, "remote stage --owner USER");
@@ -364,7 +351,7 @@ fn stage_sets_owner_by_names() {
 
 #[test]
 fn stage_empty_collect_dir_fails() {
-    let r = remote_or_skip!();
+    let r = remote();
     let out = r.stage(&[]);
     out.expect_code(1, "remote stage of an empty collect dir")
         .expect_one_error_line("remote stage of an empty collect dir")
@@ -374,7 +361,7 @@ fn stage_empty_collect_dir_fails() {
 
 #[test]
 fn stage_bad_input_exits_2_before_connecting() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     let logins_before = r.sshd.logins();
     let base = r.base().to_path_buf();
@@ -453,7 +440,7 @@ fn stage_bad_input_exits_2_before_connecting() {
 
 #[test]
 fn check_reports_indicator() {
-    let r = remote_or_skip!();
+    let r = remote();
     r.run(&["check"], &[])
         .expect_code(1, "remote check without indicator");
     write_file(&r.collect.join("cback.collect"), "");
@@ -474,7 +461,7 @@ fn check_reports_indicator() {
 
 #[test]
 fn check_missing_collect_dir_is_not_ready() {
-    let r = remote_or_skip!();
+    let r = remote();
     let mut args: Vec<String> = vec!["check".into()];
     args.extend(r.peer_args_with("--collect-dir", &p(&r.base().join("no-such-collect"))));
     ps(&args).expect_code(1, "remote check with a missing collect dir");
@@ -482,7 +469,7 @@ fn check_missing_collect_dir_is_not_ready() {
 
 #[test]
 fn unreachable_peer_exits_69() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     write_file(&r.collect.join("cback.collect"), "");
     let peer = r.unreachable_args();
@@ -512,7 +499,7 @@ fn unreachable_peer_exits_69() {
 
 #[test]
 fn rcp_that_exits_0_but_copies_nothing_is_caught() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     write_file(&r.collect.join("cback.collect"), "");
     let fake = write_script(&r.base().join("fake-scp"), "exit 0");
@@ -541,7 +528,7 @@ fn rcp_that_exits_0_but_copies_nothing_is_caught() {
 
 #[test]
 fn mark_pushes_indicator() {
-    let r = remote_or_skip!();
+    let r = remote();
     r.run(&["mark"], &[]).expect_code(0, "remote mark");
     let indicator = r.collect.join("cback.stage");
     assert_eq!(
@@ -566,7 +553,7 @@ fn mark_pushes_indicator() {
 
 #[test]
 fn mark_into_missing_collect_dir_fails() {
-    let r = remote_or_skip!();
+    let r = remote();
     let missing = r.base().join("no-such-collect");
     let mut args: Vec<String> = vec!["mark".into()];
     args.extend(r.peer_args_with("--collect-dir", &p(&missing)));
@@ -578,7 +565,7 @@ fn mark_into_missing_collect_dir_fails() {
 
 #[test]
 fn exec_passes_arguments_intact() {
-    let r = remote_or_skip!();
+    let r = remote();
     let canary = |n: u32| r.base().join(format!("CANARY{n}"));
     let args_in = vec![
         "a b".to_string(),
@@ -613,7 +600,7 @@ fn exec_passes_arguments_intact() {
 
 #[test]
 fn exec_output_passes_through_untouched() {
-    let r = remote_or_skip!();
+    let r = remote();
     let command = [
         "sh",
         "-c",
@@ -641,7 +628,7 @@ fn exec_output_passes_through_untouched() {
 
 #[test]
 fn exec_failing_command_exits_1() {
-    let r = remote_or_skip!();
+    let r = remote();
     r.run(&["exec"], &["--", "false"])
         .expect_code(1, "exec false");
     r.run(&["exec"], &["--", "sh", "-c", "exit 3"])
@@ -662,7 +649,7 @@ fn fake_cback(r: &Remote, exit: i32) -> (PathBuf, PathBuf) {
 
 #[test]
 fn action_runs_cback_command() {
-    let r = remote_or_skip!();
+    let r = remote();
     let (cback, log) = fake_cback(&r, 0);
     let cback = p(&cback);
 
@@ -681,7 +668,7 @@ fn action_runs_cback_command() {
 
 #[test]
 fn action_failure_exits_1() {
-    let r = remote_or_skip!();
+    let r = remote();
     let (cback, log) = fake_cback(&r, 4);
     r.run(&["action"], &["--cback-command", &p(&cback), "collect"])
         .expect_code(1, "failing action");
@@ -690,7 +677,7 @@ fn action_failure_exits_1() {
 
 #[test]
 fn dry_run_stage_prints_the_copy_and_changes_nothing() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     // Multiplexed, the copy goes over the master's SFTP session; without, scp does it.
     for (extra, shows) in [
@@ -728,10 +715,8 @@ fn dry_run_stage_prints_the_copy_and_changes_nothing() {
 /// Cedar instead required both dirs to belong to the local user.
 #[test]
 fn local_user_stage_and_check() {
-    if test_user().is_none() {
-        return skip("needs root (--local-user is root only)");
-    }
-    let r = remote_or_skip!();
+    needs_test_user("--local-user is root only");
+    let r = remote();
     r.sshd.allow_user(TEST_USER);
     let files = write_samples(&r.collect);
     write_file(&r.collect.join("cback.collect"), "");
@@ -786,16 +771,17 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 /// `--local-user` needs root; anyone else is refused before anything happens.
 #[test]
 fn local_user_refused_when_not_root() {
-    let r = remote_or_skip!();
+    let r = remote();
     write_samples(&r.collect);
     let out = if is_root() {
-        if test_user().is_none() {
-            return skip("could not create the test user");
-        }
+        needs_test_user("it runs peerstage as another user");
         let bin = env!("CARGO_BIN_EXE_peerstage");
-        if run_as(TEST_USER, &format!("test -x {}", sh_quote(bin))).code != 0 {
-            return skip(&format!("{TEST_USER} cannot execute {bin}"));
-        }
+        // Said plainly here, rather than as the shell's exit code 126 below.
+        assert_eq!(
+            run_as(TEST_USER, &format!("test -x {}", sh_quote(bin))).code,
+            0,
+            "{TEST_USER} cannot execute {bin}: every dir above it must be searchable by others"
+        );
         let mut args: Vec<String> = vec![
             bin.to_string(),
             "stage".into(),

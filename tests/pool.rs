@@ -28,15 +28,6 @@ use common::*;
 const DATE: &str = "2026-11-21";
 const DAY: &str = "2026/11/21";
 
-macro_rules! fixture_or_skip {
-    ($sshd:expr) => {
-        match Fx::new($sshd) {
-            Some(fx) => fx,
-            None => return,
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------
 // The fixture: a temp dir holding staging dir, collect dirs, working dir and lock dir, plus an
 // optional sshd.
@@ -47,20 +38,23 @@ struct Fx {
 }
 
 impl Fx {
-    /// None (after saying why) when `with_sshd` and OpenSSH is not installed.
-    fn new(with_sshd: bool) -> Option<Fx> {
-        let sshd = if with_sshd {
-            Some(Sshd::start()?)
-        } else {
-            None
-        };
+    /// For pools of local peers only.
+    fn local() -> Fx {
+        Fx::new(None)
+    }
+
+    fn with_sshd() -> Fx {
+        Fx::new(Some(Sshd::start().expect(NEEDS_OPENSSH)))
+    }
+
+    fn new(sshd: Option<Sshd>) -> Fx {
         let fx = Fx {
             dir: tempdir(),
             sshd,
         };
         mkdir(&fx.staging());
         mkdir(&fx.work());
-        Some(fx)
+        fx
     }
 
     fn base(&self) -> &Path {
@@ -407,7 +401,7 @@ fn xml_escape(text: &str) -> String {
 
 #[test]
 fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let sshd = fx.sshd();
     let locals = [fx.unique("local-a"), fx.unique("local-b")];
     let remotes = [
@@ -639,7 +633,7 @@ struct ConfigCase {
 
 impl ConfigCase {
     fn new() -> ConfigCase {
-        let fx = Fx::new(false).expect("fixture without sshd");
+        let fx = Fx::local();
         let collect = fx.ready("a");
         ConfigCase { fx, collect }
     }
@@ -793,7 +787,7 @@ fn ignore_failure_modes_decide_whether_a_not_ready_peer_fails_the_run() {
     let mut failures = Vec::new();
     for (mode, day, full, code) in cases {
         let what = format!("ignore_failures = {mode}, starting_day = {day}, full = {full}");
-        let fx = Fx::new(false).expect("fixture without sshd");
+        let fx = Fx::local();
         let good = fx.ready("good");
         let lazy = fx.collect("lazy");
         write_file(&lazy.join("half-written.tar"), "not ready yet");
@@ -860,7 +854,7 @@ fn ignore_failure_modes_decide_whether_a_not_ready_peer_fails_the_run() {
 
 #[test]
 fn managed_actions_run_on_the_peer_before_staging() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let base = fx.base();
     let collect = fx.collect("managed");
     let log = base.join("cback.log");
@@ -954,7 +948,7 @@ fn managed_actions_run_on_the_peer_before_staging() {
 
 #[test]
 fn a_failing_managed_action_fails_only_that_peer() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let collect = fx.ready("failing");
     let good = fx.ready("good");
     let script = write_script(&fx.base().join("broken-cback3"), "exit 3");
@@ -1019,7 +1013,7 @@ fn first_run_holding_the_locks(fx: &Fx, name: &str, seconds: u32) -> (PathBuf, C
 
 #[test]
 fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let (config, mut first) = first_run_holding_the_locks(&fx, "slow", 3);
     let config_s = p(&config);
     let holder = first.id();
@@ -1103,7 +1097,7 @@ fn a_second_run_fails_fast_on_the_run_lock_or_waits_for_it() {
 
 #[test]
 fn a_killed_run_does_not_block_the_next() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let collect = fx.ready("victim");
     let hook_pid = fx.base().join("hook.pid");
     // Ends the orphaned hook (by the pid it wrote) however the test ends.
@@ -1158,7 +1152,7 @@ fn a_killed_run_does_not_block_the_next() {
 /// started is not started, and the report is still written, with status A and exit code 1.
 #[test]
 fn sigterm_cancels_a_run_that_still_reports() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let sshd = fx.sshd();
     let (slow, next) = (fx.unique("slow"), fx.unique("next"));
     let slow_collect = fx.ready(&slow);
@@ -1240,7 +1234,7 @@ echo woke > {woke}"#,
 /// A run waiting for the run lock with --wait ends on SIGTERM too, saying so.
 #[test]
 fn sigterm_ends_a_run_waiting_for_the_lock() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let (config, mut first) = first_run_holding_the_locks(&fx, "held", 2);
     let config_s = p(&config);
     let waiter_dir = mkdir(&fx.base().join("waiter"));
@@ -1274,7 +1268,7 @@ fn sigterm_ends_a_run_waiting_for_the_lock() {
 
 #[test]
 fn hooks_see_the_job_and_json_stays_pure() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let out_dir = mkdir(&fx.base().join("hook-out"));
     let first = fx.ready("first");
     let second = fx.collect("second");
@@ -1386,7 +1380,7 @@ fn hooks_see_the_job_and_json_stays_pure() {
 
 #[test]
 fn a_failing_pre_peer_hook_skips_that_peer_only() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let good = fx.ready("good");
     let skipped = fx.ready("skipped");
     let config = fx.write_config(
@@ -1425,7 +1419,7 @@ fn a_failing_pre_peer_hook_skips_that_peer_only() {
 
 #[test]
 fn a_failing_run_start_hook_cancels_the_run() {
-    let fx = fixture_or_skip!(false);
+    let fx = Fx::local();
     let one = fx.ready("one");
     let two = fx.ready("two");
     let config = fx.write_config(
@@ -1453,7 +1447,7 @@ fn a_failing_run_start_hook_cancels_the_run() {
 
 #[test]
 fn dry_run_changes_nothing_and_prints_the_commands() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let sshd = fx.sshd();
     let remote = fx.ready("remote");
     let local = fx.ready("local");
@@ -1529,7 +1523,7 @@ fn dry_run_changes_nothing_and_prints_the_commands() {
 
 #[test]
 fn an_unreachable_peer_does_not_stop_the_others() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let sshd = fx.sshd();
     let down = fx.ready("down");
     let up = fx.ready("up");
@@ -1579,7 +1573,7 @@ fn an_unreachable_peer_does_not_stop_the_others() {
 
 #[test]
 fn status_shows_each_peer_and_changes_nothing() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let remote_ready = fx.ready("remote-ready");
     let remote_waiting = fx.collect("remote-waiting");
     write_file(&remote_waiting.join("partial.tar"), "partial");
@@ -1646,7 +1640,7 @@ fn status_shows_each_peer_and_changes_nothing() {
 
 #[test]
 fn single_peer_subcommands_take_the_peer_from_the_config() {
-    let fx = fixture_or_skip!(true);
+    let fx = Fx::with_sshd();
     let remote = fx.ready("remote");
     let waiting = fx.collect("waiting");
     write_file(&waiting.join("partial.tar"), "partial");

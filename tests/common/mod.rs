@@ -195,15 +195,41 @@ pub fn ps<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Out {
     run(peerstage().args(args))
 }
 
-pub fn skip(reason: &str) {
-    eprintln!("skipping: {reason}");
-}
-
 /// Effective uid 0, read off /proc/self (owned by the process's euid) to avoid a libc call.
 pub fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// What a test that needs OpenSSH says without it. It fails rather than skips: a green run
+/// must mean that every test ran.
+pub const NEEDS_OPENSSH: &str =
+    "OpenSSH is not installed: run the tests through scripts/test, which installs it";
+
+/// Fails the test unless it runs as root: a test that cannot run must not pass.
+#[track_caller]
+pub fn needs_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}); run the tests as root, as CI does"
+    );
+}
+
+/// Fails the test unless `path` is installed.
+#[track_caller]
+pub fn needs_tool(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is not installed: apt-get install {package} (scripts/test does)"
+    );
+}
+
+/// The throwaway [`TEST_USER`]'s (uid, gid), failing the test when it cannot be had.
+#[track_caller]
+pub fn needs_test_user(why: &str) -> (u32, u32) {
+    needs_root(why);
+    test_user().expect("the test user exists once created as root")
 }
 
 /// Quotes `s` for a POSIX shell (used for `su -c` strings and scripts).
@@ -472,8 +498,9 @@ impl Sshd {
     }
 
     /// Starts a private sshd on a free loopback port with `extra_sshd_config` appended to its
-    /// config. Returns None (after printing why) only when OpenSSH is not installed; any other
-    /// failure panics, so a broken harness cannot pass as a silently skipped test.
+    /// config. Returns None (after printing why) only when OpenSSH is not installed, which
+    /// callers turn into a failure with `.expect(NEEDS_OPENSSH)`; any other failure panics
+    /// here, so a broken harness cannot pass as a silently skipped test.
     pub fn start_with(extra_sshd_config: &str) -> Option<Sshd> {
         Self::start_custom("internal-sftp", extra_sshd_config)
     }
@@ -483,9 +510,9 @@ impl Sshd {
     pub fn start_custom(sftp_subsystem: &str, extra_sshd_config: &str) -> Option<Sshd> {
         for tool in [SSHD, SSH, SCP, SSH_KEYGEN] {
             if !Path::new(tool).exists() {
-                skip(&format!(
+                eprintln!(
                     "{tool} is not installed (apt-get install openssh-server openssh-client)"
-                ));
+                );
                 return None;
             }
         }
