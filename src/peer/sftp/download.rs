@@ -247,17 +247,10 @@ impl Copy<'_, '_> {
             };
             self.take(request, kind, &body)?;
         }
-        // Every file handle is closed by now (or was never opened); the dir's goes last.
-        let close = self
-            .session
-            .send(packet::CLOSE, &bytes_body(&self.dir_handle));
-        let (id, kind, body) = self.session.recv()?;
-        if id != close {
-            return Err(packet::unexpected(kind));
-        }
-        if kind == packet::STATUS {
-            packet::status(&body)?;
-        }
+        // Every file handle is closed by now (or was never opened); the dir's goes last, and
+        // its answer is read with the next step's.
+        self.session
+            .send_deferred(packet::CLOSE, &bytes_body(&self.dir_handle));
         Ok(())
     }
 

@@ -69,6 +69,8 @@ pub struct Session {
     moved_at: Instant,
     /// Requests sent and not yet answered: an answer to anything else is refused.
     pending: HashSet<u32>,
+    /// Requests whose answers nobody waits for (a close): read when they come.
+    deferred: HashSet<u32>,
     /// Requests not yet written: a batch goes out in one write.
     outgoing: Vec<u8>,
     /// Answers read from ssh but not yet taken: one read(2) brings many packets.
@@ -94,6 +96,7 @@ impl Session {
             limits,
             moved_at: Instant::now(),
             pending: HashSet::new(),
+            deferred: HashSet::new(),
             outgoing: Vec::new(),
             incoming: Vec::new(),
             taken: 0,
@@ -140,14 +143,22 @@ impl Session {
     }
 
     /// Opens `path` for reading (following a symlink, as a copy would) and closes it again:
-    /// the attributes of a file that could be copied, None if there is no such file. Two
-    /// round trips: the open, then the fstat and the close together.
+    /// the attributes of a file that could be copied, None if there is no such file. One
+    /// round trip: the open and a stat go together, and the close is not waited for.
     pub fn probe(&mut self, path: &[u8]) -> Answer<Option<Attrs>> {
         let opening = self.send(packet::OPEN, &open_body(path, packet::FXF_READ, None));
-        let handle = match self
+        let stat = self.send(packet::STAT, &bytes_body(path));
+        let opened = self
             .answer_to(opening)
-            .and_then(|(k, a)| handle_answer(k, &a))
-        {
+            .and_then(|(k, a)| handle_answer(k, &a));
+        // Read whatever it says, so that the session stays in step.
+        let attrs = self
+            .raw_answer_to(stat)
+            .and_then(|(kind, body)| match kind {
+                packet::STATUS => status(&body).and(Err(packet::unexpected(kind))),
+                _ => attrs_answer(kind, &body),
+            });
+        let handle = match opened {
             Ok(handle) => handle,
             Err(SftpError::Status {
                 code: FX_NO_SUCH_FILE,
@@ -155,15 +166,8 @@ impl Session {
             }) => return Ok(None),
             Err(err) => return Err(err),
         };
-        let fstat = self.send(packet::FSTAT, &bytes_body(&handle));
-        let close = self.send(packet::CLOSE, &bytes_body(&handle));
-        let attrs = self
-            .answer_to(fstat)
-            .and_then(|(kind, body)| attrs_answer(kind, &body));
-        let closed = self.answer_to(close);
-        let attrs = attrs?;
-        closed?;
-        Ok(Some(attrs))
+        self.send_deferred(packet::CLOSE, &bytes_body(&handle));
+        attrs.map(Some)
     }
 
     /// The attributes of `path`, following a symlink.
@@ -275,18 +279,34 @@ impl Session {
         id
     }
 
+    /// Sends a request whose answer nobody waits for (a close that cannot change what was
+    /// done): the answer is read when it comes, before the next one awaited.
+    pub(super) fn send_deferred(&mut self, kind: u8, body: &[u8]) {
+        let id = self.send(kind, body);
+        self.deferred.insert(id);
+    }
+
     /// The next answer: its id, type and body. Each request gets one answer: an answer to a
-    /// request never sent, or answered already, ends the session.
+    /// request never sent, or answered already, ends the session. Answers to deferred
+    /// requests are taken on the way (a failed close is only worth a line in the log).
     pub(super) fn recv(&mut self) -> Answer<(u32, u8, Vec<u8>)> {
-        let (kind, mut packet) = self.receive()?;
-        let id = Reader::new(&packet).u32()?;
-        if !self.pending.remove(&id) {
-            return Err(SftpError::Protocol(format!(
-                "an answer (type {kind}) to request {id}, which is not waiting for one"
-            )));
+        loop {
+            let (kind, mut packet) = self.receive()?;
+            let id = Reader::new(&packet).u32()?;
+            if !self.pending.remove(&id) {
+                return Err(SftpError::Protocol(format!(
+                    "an answer (type {kind}) to request {id}, which is not waiting for one"
+                )));
+            }
+            packet.drain(..4);
+            if self.deferred.remove(&id) {
+                if let Err(err) = status(&packet) {
+                    log::debug!("sftp: a close failed: {err}");
+                }
+                continue;
+            }
+            return Ok((id, kind, packet));
         }
-        packet.drain(..4);
-        Ok((id, kind, packet))
     }
 
     fn flush(&mut self) -> Answer<()> {

@@ -9,7 +9,6 @@ pub const VERSION: u8 = 2;
 pub const OPEN: u8 = 3;
 pub const CLOSE: u8 = 4;
 pub const READ: u8 = 5;
-pub const FSTAT: u8 = 8;
 pub const OPENDIR: u8 = 11;
 pub const READDIR: u8 = 12;
 pub const STAT: u8 = 17;
