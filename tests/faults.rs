@@ -17,10 +17,9 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{symlink, MetadataExt};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -31,19 +30,8 @@ use tempfile::TempDir;
 
 use common::*;
 
-/// The day every pool run stages into.
-const DATE: &str = "2026-11-21";
-const DAY: &str = "2026/11/21";
-
 /// Prefix of peerstage's temp files and dirs inside a target dir.
 const TEMP_PREFIX: &str = ".peerstage-tmp-";
-
-/// The two ways a remote peer's commands connect: one shared ssh connection (the default),
-/// or a connection per command.
-const MUX_MODES: [(&str, &[&str]); 2] = [
-    ("multiplexed", &[]),
-    ("--no-multiplex", &["--no-multiplex"]),
-];
 
 // ---------------------------------------------------------------------------------------------
 // The fixture: a temp dir (the sshd's, for remote tests) with a lock dir, a working dir for
@@ -139,18 +127,7 @@ impl Fx {
 
     /// PEER arguments of the remote peer with this collect dir and rcp command.
     fn remote_peer(&self, collect: &Path, rcp: &str) -> Vec<String> {
-        vec![
-            "--host".into(),
-            self.host(),
-            "--collect-dir".into(),
-            p(collect),
-            "--working-dir".into(),
-            p(&self.dir("work")),
-            "--rcp-command".into(),
-            rcp.to_string(),
-            "--rsh-command".into(),
-            self.rsh(),
-        ]
+        remote_peer_args(&self.host(), collect, &self.dir("work"), rcp, &self.rsh())
     }
 
     /// PEER arguments of a local peer.
@@ -196,11 +173,6 @@ impl Fx {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// A TOML basic string (JSON string syntax is a subset of it).
-fn q(text: &str) -> String {
-    serde_json::to_string(text).expect("string to JSON")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,55 +266,6 @@ fn assert_nothing_partial(target: &Path, new: &Files, old: &Files, what: &str, o
     }
 }
 
-/// Type, size, mode, mtime, contents or link target of everything under `root`.
-fn snapshot(root: &Path) -> BTreeMap<OsString, String> {
-    fn walk(path: &Path, out: &mut BTreeMap<OsString, String>) {
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            out.insert(path.as_os_str().to_owned(), "absent".into());
-            return;
-        };
-        let kind = meta.file_type();
-        let common = format!(
-            "mode {:o} size {} mtime {}.{}",
-            meta.mode(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        );
-        let key = path.as_os_str().to_owned();
-        if kind.is_symlink() {
-            out.insert(key, format!("symlink -> {:?}", fs::read_link(path).ok()));
-        } else if kind.is_dir() {
-            out.insert(key, format!("dir {common}"));
-            for name in entries(path) {
-                walk(&path.join(name), out);
-            }
-        } else if kind.is_file() {
-            let data = fs::read(path).unwrap_or_default();
-            out.insert(key, format!("file {common} {data:?}"));
-        } else {
-            out.insert(key, format!("other {common}"));
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, &mut out);
-    out
-}
-
-#[track_caller]
-fn assert_unchanged(
-    before: &BTreeMap<OsString, String>,
-    after: &BTreeMap<OsString, String>,
-    what: &str,
-    out: &Out,
-) {
-    assert!(
-        before == after,
-        "{what}: files outside changed\nbefore: {before:#?}\nafter: {after:#?}\n{}",
-        out.describe()
-    );
-}
-
 fn lower(out: &Out) -> String {
     out.stderr.to_lowercase()
 }
@@ -411,100 +334,6 @@ impl Canary {
 
 // ---------------------------------------------------------------------------------------------
 // Background processes
-
-/// Starts `cmd` with stdout and stderr into `<dir>/<tag>.stdout|.stderr`.
-fn spawn_into(cmd: &mut Command, dir: &Path, tag: &str) -> Child {
-    let stdout = fs::File::create(dir.join(format!("{tag}.stdout"))).expect("stdout file");
-    let stderr = fs::File::create(dir.join(format!("{tag}.stderr"))).expect("stderr file");
-    cmd.stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("start peerstage in the background")
-}
-
-/// Waits for a background child (killing it after `limit`) and collects its output.
-#[track_caller]
-fn finish(mut child: Child, dir: &Path, tag: &str, limit: Duration) -> Out {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{tag}: background peerstage did not finish within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let read = |ext: &str| {
-        String::from_utf8_lossy(&fs::read(dir.join(format!("{tag}.{ext}"))).unwrap_or_default())
-            .into_owned()
-    };
-    Out {
-        code: status
-            .code()
-            .unwrap_or_else(|| -status.signal().unwrap_or(0)),
-        stdout: read("stdout"),
-        stderr: read("stderr"),
-        cmdline: tag.to_string(),
-    }
-}
-
-/// Waits until `path` has at least `lines` lines.
-#[track_caller]
-fn wait_for_lines(path: &Path, lines: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        if text.lines().count() >= lines {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} did not get {lines} line(s)",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether `pid` is a running process (a zombie that nobody reaped counts as ended).
-fn alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
-    }
-}
-
-fn cmdline_of(pid: u32) -> String {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&raw).replace('\0', " ")
-}
-
-/// Running processes whose command line mentions `needle` (a unique temp path).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| *pid != std::process::id())
-                .filter(|pid| alive(*pid) && cmdline_of(*pid).contains(needle))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// SIGKILLs one process of ours that outlived its test.
-fn kill_pid(pid: u32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
 
 /// A pid that no process has any more.
 fn dead_pid() -> u32 {
@@ -1471,12 +1300,12 @@ fn symlinks_and_fifos_in_the_target_are_replaced_never_written_through() {
         symlink(&outside, target.join("b.tar")).unwrap();
         symlink(outside.join("does-not-exist"), target.join("c.tar")).unwrap();
         mkfifo(&target.join("d.tar"));
-        let before = snapshot(&outside);
+        let before = snapshot(&[&outside]);
         let what = format!("{kind} stage over planted symlinks and a fifo");
         let out = fx.stage(&target, &[], peer);
         out.expect_code(0, &what);
         assert_holds_exactly(&target, &files, &what, &out);
-        assert_unchanged(&before, &snapshot(&outside), &what, &out);
+        assert_unchanged(&before, &snapshot(&[&outside]), &what, &out);
     }
 }
 
@@ -1494,13 +1323,13 @@ fn a_symlink_planted_as_a_lock_file_is_refused() {
     symlink(&precious, locks.join("peer-linked.lock")).unwrap();
     symlink(outside.join("created"), locks.join("peer-dangling.lock")).unwrap();
     for name in ["linked", "dangling"] {
-        let before = snapshot(&outside);
+        let before = snapshot(&[&outside]);
         let what = format!("stage of peer {name} with a symlink as its lock file");
         let out = fx.stage(&target, &[], &fx.local_peer(name, &collect));
         out.expect_code(2, &what)
             .expect_one_error_line(&what)
             .expect_stderr_contains(&p(&locks.join(format!("peer-{name}.lock"))), &what);
-        assert_unchanged(&before, &snapshot(&outside), &what, &out);
+        assert_unchanged(&before, &snapshot(&[&outside]), &what, &out);
         assert!(entries(&target).is_empty(), "{what}: staged anyway");
     }
 }
@@ -1534,23 +1363,23 @@ fn symlinks_in_the_working_dir_are_never_followed() {
         symlink(&outside, dir.join("dir-link")).unwrap();
         planted.push(dir.join("dir-link"));
     }
-    let before = snapshot(&outside);
+    let before = snapshot(&[&outside]);
     let work_before = entries(&work);
     let peer = fx.remote_peer(&collect, &fx.rcp(false));
 
     let out = fx.run(&["check"], &[], &peer, &[]);
     out.expect_code(0, "check with symlinks in the working dir");
-    assert_unchanged(&before, &snapshot(&outside), "check", &out);
+    assert_unchanged(&before, &snapshot(&[&outside]), "check", &out);
 
     let target = fx.dir("target");
     let out = fx.stage(&target, &[], &peer);
     out.expect_code(0, "stage with symlinks in the working dir");
     assert_holds_exactly(&target, &files, "stage", &out);
-    assert_unchanged(&before, &snapshot(&outside), "stage", &out);
+    assert_unchanged(&before, &snapshot(&[&outside]), "stage", &out);
 
     let out = fx.run(&["mark"], &[], &peer, &[]);
     out.expect_code(0, "mark with symlinks in the working dir");
-    assert_unchanged(&before, &snapshot(&outside), "mark", &out);
+    assert_unchanged(&before, &snapshot(&[&outside]), "mark", &out);
     assert!(collect.join("cback.stage").is_file());
 
     assert_eq!(entries(&work), work_before, "the working dir changed");

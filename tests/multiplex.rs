@@ -15,21 +15,13 @@ fn remote_pool(sshd: &Sshd, base: &Path, names: &[&str], rcp_command: &str) -> P
 
 fn remote_pool_with(base: &Path, names: &[&str], rcp_command: &str, rsh_command: &str) -> PathBuf {
     let staging = mkdir(&base.join("staging"));
-    let mut toml = format!(
-        "staging_dir = \"{}\"\nlock_dir = \"{}\"\nworking_dir = \"{}\"\n",
-        p(&staging),
-        p(&base.join("locks")),
-        p(&mkdir(&base.join("work")))
-    );
+    let mut toml = toml_dirs(&staging, &mkdir(&base.join("work")), &base.join("locks"));
     for name in names {
         let collect = mkdir(&base.join("collect").join(name));
         write_file(&collect.join(format!("{name}-a.tar")), vec![b'a'; 70_000]);
         write_file(&collect.join(format!("{name}-b.tar")), b"bb");
         write_file(&collect.join("cback.collect"), "");
-        toml.push_str(&format!(
-            "[[peer]]\nname = \"{name}\"\ntype = \"remote\"\ncollect_dir = \"{}\"\nrcp_command = \"{rcp_command}\"\nrsh_command = \"{rsh_command}\"\n",
-            p(&collect),
-        ));
+        toml += &remote_peer_toml(name, &collect, &commands_toml(rcp_command, rsh_command));
     }
     write_file(&base.join("pool.toml"), toml)
 }

@@ -40,18 +40,13 @@ impl Remote {
 
     /// The PEER arguments for this server.
     fn peer_args(&self) -> Vec<String> {
-        vec![
-            "--host".into(),
-            self.host.clone(),
-            "--collect-dir".into(),
-            p(&self.collect),
-            "--working-dir".into(),
-            p(&self.work),
-            "--rcp-command".into(),
-            self.sshd.rcp_command(),
-            "--rsh-command".into(),
-            self.sshd.rsh_command(),
-        ]
+        remote_peer_args(
+            &self.host,
+            &self.collect,
+            &self.work,
+            &self.sshd.rcp_command(),
+            &self.sshd.rsh_command(),
+        )
     }
 
     /// The PEER arguments with the value of `flag` replaced.
@@ -79,18 +74,13 @@ impl Remote {
 
     /// A peer whose rcp and rsh commands point at a closed loopback port.
     fn unreachable_args(&self) -> Vec<String> {
-        vec![
-            "--host".into(),
-            self.host.clone(),
-            "--collect-dir".into(),
-            p(&self.collect),
-            "--working-dir".into(),
-            p(&self.work),
-            "--rcp-command".into(),
-            self.sshd.unreachable_rcp_command(),
-            "--rsh-command".into(),
-            self.sshd.unreachable_rsh_command(),
-        ]
+        remote_peer_args(
+            &self.host,
+            &self.collect,
+            &self.work,
+            &self.sshd.unreachable_rcp_command(),
+            &self.sshd.unreachable_rsh_command(),
+        )
     }
 }
 
@@ -740,7 +730,12 @@ fn local_user_stage_and_check() {
     // with the command, not linger as an orphan.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let left = processes_mentioning(&r.host);
+        let left: Vec<String> = processes_mentioning(&r.host)
+            .into_iter()
+            .map(cmdline_of)
+            // The server side (sshd: ...) is the test server's business.
+            .filter(|line| !line.starts_with("sshd"))
+            .collect();
         if left.is_empty() {
             break;
         }
@@ -750,22 +745,6 @@ fn local_user_stage_and_check() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-}
-
-/// Command lines of running processes that mention `needle` (from /proc).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-        // The server side (sshd: ...) is the test server's business.
-        if line.contains(needle) && !line.starts_with("sshd") {
-            found.push(line);
-        }
-    }
-    found
 }
 
 /// `--local-user` needs root; anyone else is refused before anything happens.

@@ -13,9 +13,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,10 +22,6 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use common::*;
-
-/// The day every run stages into (a Saturday).
-const DATE: &str = "2026-11-21";
-const DAY: &str = "2026/11/21";
 
 // ---------------------------------------------------------------------------------------------
 // The fixture: a temp dir holding staging dir, collect dirs, working dir and lock dir, plus an
@@ -104,10 +99,8 @@ impl Fx {
     /// `[defaults]` pointing remote peers at the sshd, `hooks` lines and the peers.
     fn toml(&self, top_extra: &str, hooks: &str, peers: &[String]) -> String {
         let mut text = format!(
-            "staging_dir = {}\nworking_dir = {}\nlock_dir = {}\n{top_extra}\n",
-            q(&p(&self.staging())),
-            q(&p(&self.work())),
-            q(&p(&self.lock_dir())),
+            "{}{top_extra}\n",
+            toml_dirs(&self.staging(), &self.work(), &self.lock_dir())
         );
         if let Some(sshd) = &self.sshd {
             text += &format!(
@@ -135,27 +128,6 @@ impl Fx {
     fn target(&self, peer: &str) -> PathBuf {
         self.daily().join(peer)
     }
-}
-
-/// A TOML basic string (JSON string syntax is a subset of it).
-fn q(text: &str) -> String {
-    serde_json::to_string(text).expect("string to JSON")
-}
-
-fn local_peer(name: &str, collect: &Path, extra: &str) -> String {
-    format!(
-        "\n[[peer]]\nname = {}\ntype = \"local\"\ncollect_dir = {}\n{extra}",
-        q(name),
-        q(&p(collect))
-    )
-}
-
-fn remote_peer(name: &str, collect: &Path, extra: &str) -> String {
-    format!(
-        "\n[[peer]]\nname = {}\ntype = \"remote\"\ncollect_dir = {}\n{extra}",
-        q(name),
-        q(&p(collect))
-    )
 }
 
 /// `event = ["cmd", ...]` for the `[hooks]` table.
@@ -210,69 +182,6 @@ fn assert_same_files(target: &Path, expected: &BTreeMap<String, Vec<u8>>, what: 
     );
 }
 
-/// Everything under `roots`, recursively: type, size, mode, mtime and contents of each entry.
-fn snapshot(roots: &[PathBuf]) -> BTreeMap<String, String> {
-    fn walk(path: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            out.insert(p(path), "absent".to_string());
-            return;
-        };
-        let kind = meta.file_type();
-        let common = format!(
-            "mode {:o} size {} mtime {}.{}",
-            meta.permissions().mode(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        );
-        if kind.is_dir() {
-            out.insert(p(path), format!("dir {common}"));
-            for name in list_dir(path) {
-                walk(&path.join(name), out);
-            }
-        } else if kind.is_file() {
-            let data = fs::read(path).unwrap_or_default();
-            out.insert(p(path), format!("file {common} bytes {data:?}"));
-        } else if kind.is_symlink() {
-            let to = fs::read_link(path).unwrap_or_default();
-            out.insert(p(path), format!("symlink -> {}", p(&to)));
-        } else {
-            out.insert(p(path), format!("other {common}"));
-        }
-    }
-    let mut out = BTreeMap::new();
-    for root in roots {
-        walk(root, &mut out);
-    }
-    out
-}
-
-/// Asserts two snapshots are equal, naming only what differs.
-#[track_caller]
-fn assert_unchanged(
-    before: &BTreeMap<String, String>,
-    after: &BTreeMap<String, String>,
-    out: &Out,
-) {
-    let mut changes = Vec::new();
-    for (path, was) in before {
-        match after.get(path) {
-            None => changes.push(format!("removed {path}")),
-            Some(now) if now != was => changes.push(format!("changed {path}: {was} => {now}")),
-            _ => {}
-        }
-    }
-    for path in after.keys().filter(|path| !before.contains_key(*path)) {
-        changes.push(format!("created {path}"));
-    }
-    assert!(
-        changes.is_empty(),
-        "files changed:\n{}\n{}",
-        changes.join("\n"),
-        out.describe()
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Running
 
@@ -282,31 +191,6 @@ fn run_pool(config: &Path, extra: &[&str]) -> Out {
     let mut args = vec!["run", "--config", config.as_str(), "--date", DATE];
     args.extend_from_slice(extra);
     ps(&args)
-}
-
-/// stdout as one JSON document.
-#[track_caller]
-fn json_of(out: &Out) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|err| panic!("stdout is not one JSON document: {err}\n{}", out.describe()))
-}
-
-/// The report entry of one peer.
-#[track_caller]
-fn peer_report<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["peers"]
-        .as_array()
-        .and_then(|peers| peers.iter().find(|peer| peer["peer"] == name))
-        .unwrap_or_else(|| panic!("no peer {name:?} in the report:\n{report:#}"))
-}
-
-#[track_caller]
-fn assert_status(report: &Value, name: &str, letter: &str) {
-    assert_eq!(
-        peer_report(report, name)["status"],
-        letter,
-        "status of peer {name}:\n{report:#}"
-    );
 }
 
 /// The job report file in the daily dir.
@@ -319,15 +203,10 @@ fn report_file(daily: &Path) -> Value {
         .unwrap_or_else(|err| panic!("{} is not JSON: {err}\n{text}", path.display()))
 }
 
-/// Starts `peerstage ARGS` in the background, its output into files in `dir`.
+/// Starts `peerstage ARGS` in the background, its output into `background.stdout|.stderr`
+/// in `dir`.
 fn spawn(args: &[&str], dir: &Path) -> Child {
-    let stderr = fs::File::create(dir.join("background.stderr")).expect("stderr file");
-    peerstage()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start peerstage in the background")
+    spawn_into(peerstage().args(args), dir, "background")
 }
 
 /// On drop, SIGKILLs the process whose pid is in the file (a hook that outlived its run).
@@ -342,20 +221,6 @@ impl Drop for KillPidInFile {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-    }
-}
-
-/// Waits until `path` exists and is not empty.
-#[track_caller]
-fn wait_for_file(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} did not appear",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -482,14 +347,14 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
         group_q = q(&group),
     );
     for name in &locals {
-        toml += &local_peer(
+        toml += &local_peer_toml(
             name,
             &collects[name.as_str()],
             "ignore_failures = \"none\"\n",
         );
     }
     for name in &remotes {
-        toml += &remote_peer(
+        toml += &remote_peer_toml(
             name,
             &collects[name.as_str()],
             "ignore_failures = \"none\"\n",
@@ -696,7 +561,7 @@ fn config_check_accepts_good_configs() {
     let toml = fx.toml(
         "",
         "",
-        &[local_peer(
+        &[local_peer_toml(
             "a",
             &case.collect,
             "ignore_failures = \"weekly\"\n",
@@ -797,8 +662,8 @@ fn ignore_failure_modes_decide_whether_a_not_ready_peer_fails_the_run() {
                 &format!("starting_day = {}\n", q(day)),
                 "",
                 &[
-                    local_peer("good", &good, ""),
-                    local_peer("lazy", &lazy, &format!("ignore_failures = {}\n", q(mode))),
+                    local_peer_toml("good", &good, ""),
+                    local_peer_toml("lazy", &lazy, &format!("ignore_failures = {}\n", q(mode))),
                 ],
             ),
         );
@@ -880,7 +745,7 @@ fn managed_actions_run_on_the_peer_before_staging() {
             "",
             "",
             &[
-                remote_peer(
+                remote_peer_toml(
                     "managed-peer",
                     &collect,
                     &format!(
@@ -888,7 +753,7 @@ fn managed_actions_run_on_the_peer_before_staging() {
                         q(&p(&script))
                     ),
                 ),
-                remote_peer(
+                remote_peer_toml(
                     "unmanaged-peer",
                     &other,
                     &format!(
@@ -958,7 +823,7 @@ fn a_failing_managed_action_fails_only_that_peer() {
             "",
             "",
             &[
-                remote_peer(
+                remote_peer_toml(
                     "failing",
                     &collect,
                     &format!(
@@ -966,7 +831,7 @@ fn a_failing_managed_action_fails_only_that_peer() {
                         q(&p(&script))
                     ),
                 ),
-                local_peer("good", &good, ""),
+                local_peer_toml("good", &good, ""),
             ],
         ),
     );
@@ -1000,14 +865,14 @@ fn first_run_holding_the_locks(fx: &Fx, name: &str, seconds: u32) -> (PathBuf, C
                     p(&started)
                 )],
             ),
-            &[local_peer(name, &collect, "")],
+            &[local_peer_toml(name, &collect, "")],
         ),
     );
     let first = spawn(
         &["run", "--config", &p(&config), "--date", DATE, "--quiet"],
         fx.base(),
     );
-    wait_for_file(&started, "first run's pre_peer hook");
+    wait_for_lines(&started, 1, "first run's pre_peer hook");
     (config, first)
 }
 
@@ -1114,12 +979,12 @@ fn a_killed_run_does_not_block_the_next() {
                     p(&hook_pid)
                 )],
             ),
-            &[local_peer("victim", &collect, "")],
+            &[local_peer_toml("victim", &collect, "")],
         ),
     );
     let config_s = p(&config);
     let mut first = spawn(&["run", "--config", &config_s, "--date", DATE], fx.base());
-    wait_for_file(&hook_pid, "first run's pre_peer hook");
+    wait_for_lines(&hook_pid, 1, "first run's pre_peer hook");
     first.kill().expect("SIGKILL the run");
     let status = first.wait().expect("reap the killed run");
     assert_eq!(
@@ -1182,8 +1047,8 @@ echo woke > {woke}"#,
             "jobs = 1",
             "",
             &[
-                remote_peer(&slow, &slow_collect, &extra),
-                remote_peer(&next, &next_collect, ""),
+                remote_peer_toml(&slow, &slow_collect, &extra),
+                remote_peer_toml(&next, &next_collect, ""),
             ],
         ),
     );
@@ -1191,7 +1056,7 @@ echo woke > {woke}"#,
         &["run", "--config", &p(&config), "--date", DATE, "--json"],
         fx.base(),
     );
-    wait_for_file(&copied, "the slow peer's copy");
+    wait_for_lines(&copied, 1, "the slow peer's copy");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(run.id()).expect("pid")),
         nix::sys::signal::Signal::SIGTERM,
@@ -1287,8 +1152,8 @@ fn hooks_see_the_job_and_json_stays_pure() {
             "",
             &hooks,
             &[
-                local_peer("first", &first, ""),
-                local_peer("second", &second, ""),
+                local_peer_toml("first", &first, ""),
+                local_peer_toml("second", &second, ""),
             ],
         ),
     );
@@ -1392,8 +1257,8 @@ fn a_failing_pre_peer_hook_skips_that_peer_only() {
                 &["sh -c 'test \"$PEERSTAGE_PEER\" != skipped'".to_string()],
             ),
             &[
-                local_peer("good", &good, ""),
-                local_peer("skipped", &skipped, ""),
+                local_peer_toml("good", &good, ""),
+                local_peer_toml("skipped", &skipped, ""),
             ],
         ),
     );
@@ -1427,7 +1292,10 @@ fn a_failing_run_start_hook_cancels_the_run() {
         &fx.toml(
             "",
             &hook("run_start", &["sh -c 'exit 4'".to_string()]),
-            &[local_peer("one", &one, ""), local_peer("two", &two, "")],
+            &[
+                local_peer_toml("one", &one, ""),
+                local_peer_toml("two", &two, ""),
+            ],
         ),
     );
     let out = run_pool(&config, &["--json"]);
@@ -1460,8 +1328,8 @@ fn dry_run_changes_nothing_and_prints_the_commands() {
                 &[format!("touch {}", p(&fx.base().join("hook-ran")))],
             ),
             &[
-                remote_peer("remote-peer", &remote, ""),
-                local_peer("local-peer", &local, ""),
+                remote_peer_toml("remote-peer", &remote, ""),
+                local_peer_toml("local-peer", &local, ""),
             ],
         ),
     );
@@ -1480,7 +1348,7 @@ fn dry_run_changes_nothing_and_prints_the_commands() {
         let logins = sshd.logins();
         let out = run_pool(&config_path, &["--dry-run"]);
         out.expect_no_panic(what);
-        assert_unchanged(&before, &snapshot(&roots), &out);
+        assert_unchanged(&before, &snapshot(&roots), what, &out);
         assert_eq!(
             sshd.logins(),
             logins,
@@ -1534,17 +1402,16 @@ fn an_unreachable_peer_does_not_stop_the_others() {
             "jobs = 2\n",
             "",
             &[
-                remote_peer(
+                remote_peer_toml(
                     "down-peer",
                     &down,
-                    &format!(
-                        "rcp_command = {}\nrsh_command = {}\n",
-                        q(&sshd.unreachable_rcp_command()),
-                        q(&sshd.unreachable_rsh_command())
+                    &commands_toml(
+                        &sshd.unreachable_rcp_command(),
+                        &sshd.unreachable_rsh_command(),
                     ),
                 ),
-                remote_peer("up-peer", &up, ""),
-                local_peer("here", &here, ""),
+                remote_peer_toml("up-peer", &up, ""),
+                local_peer_toml("here", &here, ""),
             ],
         ),
     );
@@ -1586,10 +1453,10 @@ fn status_shows_each_peer_and_changes_nothing() {
             "",
             "",
             &[
-                remote_peer("remote-ready", &remote_ready, ""),
-                remote_peer("remote-waiting", &remote_waiting, ""),
-                local_peer("local-staged", &local_staged, ""),
-                local_peer("local-missing", &local_missing, ""),
+                remote_peer_toml("remote-ready", &remote_ready, ""),
+                remote_peer_toml("remote-waiting", &remote_waiting, ""),
+                local_peer_toml("local-staged", &local_staged, ""),
+                local_peer_toml("local-missing", &local_missing, ""),
             ],
         ),
     );
@@ -1627,7 +1494,7 @@ fn status_shows_each_peer_and_changes_nothing() {
         assert_eq!(state["collect_indicator"], collect == "present", "{name}");
         assert_eq!(state["stage_indicator"], stage == "present", "{name}");
     }
-    assert_unchanged(&before, &snapshot(&roots), &out);
+    assert_unchanged(&before, &snapshot(&roots), "status", &out);
     assert!(
         list_dir(&fx.work()).is_empty(),
         "status left files in the working dir: {:?}",
@@ -1651,9 +1518,9 @@ fn single_peer_subcommands_take_the_peer_from_the_config() {
             "",
             "",
             &[
-                remote_peer("remote-peer", &remote, ""),
-                remote_peer("waiting-peer", &waiting, ""),
-                local_peer("local-peer", &local, ""),
+                remote_peer_toml("remote-peer", &remote, ""),
+                remote_peer_toml("waiting-peer", &waiting, ""),
+                local_peer_toml("local-peer", &local, ""),
             ],
         ),
     );

@@ -17,21 +17,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 use common::*;
 use servers::*;
-
-/// The day every pool run stages into.
-const DATE: &str = "2026-11-21";
-const DAY: &str = "2026/11/21";
-
-/// The two ways a remote peer's commands connect: one shared ssh connection (the default),
-/// or a connection per command.
-const MUX_MODES: [(&str, &[&str]); 2] = [
-    ("multiplexed", &[]),
-    ("--no-multiplex", &["--no-multiplex"]),
-];
 
 /// An rsh command as many cback3.conf files have it: plain ssh, no options. It cannot reach
 /// a test server (no config sends the peer's name to loopback, so the name does not resolve).
@@ -276,11 +263,6 @@ impl<'a> Peer<'a> {
     }
 }
 
-/// A TOML basic string (JSON string syntax is a subset of it).
-fn q(text: &str) -> String {
-    serde_json::to_string(text).expect("string to JSON")
-}
-
 fn slug(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -293,12 +275,6 @@ fn remove_if_there(path: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => panic!("rm {}: {e}", path.display()),
     }
-}
-
-#[track_caller]
-fn json_of(out: &Out) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|err| panic!("stdout is not one JSON document: {err}\n{}", out.describe()))
 }
 
 /// `target` holds exactly `expected`: the same names, the same bytes, nothing else.

@@ -7,6 +7,11 @@
 // Each test crate includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+mod fixtures;
+
+#[allow(unused_imports)]
+pub use fixtures::*;
+
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
