@@ -246,7 +246,7 @@ impl Run<'_> {
             Err(err) => Err(format!(
                 "{}: cannot create: {}",
                 dir.display(),
-                crate::peer::write_cause(&err)
+                crate::error::write_cause(&err)
             )),
         }
     }

@@ -17,7 +17,7 @@ use crate::config::{Config, PeerConfig, PeerKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
 use crate::ownership::{Mode, Ownership, Perms};
-use crate::peer::{self, Peer, Verify};
+use crate::peer::{self, Peer};
 use crate::settings::{Flags, Settings};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
@@ -28,7 +28,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         idle_timeout: cli.idle_timeout,
         max_entries: cli.max_entries,
         no_multiplex: cli.no_multiplex,
-        verify: cli.verify.as_deref().and_then(Verify::parse),
+        verify: cli.verify.as_deref().and_then(|mode| mode.parse().ok()),
         lock_dir: cli.lock_dir,
     };
     match cli.command {

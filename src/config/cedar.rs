@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use roxmltree::{Document, Node};
 
-use super::native::{check_action, check_command, one_line, validate, Place};
-use super::{
+use super::model::{
     Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday, DEFAULT_CBACK_COMMAND,
     DEFAULT_RCP_COMMAND, DEFAULT_RSH_COMMAND,
 };
+use super::rules::{check_action, check_command, one_line, validate, Place};
 use crate::error::{Error, Result};
 
 /// One value read from the document, with the element it came from for error messages.
@@ -116,15 +116,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     let options = read_options(root);
     let starting_day = match child_value(child(root, "options"), "starting_day") {
         None => Weekday::Monday,
-        Some(day) => Weekday::parse(day.text).ok_or_else(|| {
-            reader.fail(
-                day.node,
-                &format!(
-                    "options/starting_day must be a day of the week, got {:?}",
-                    day.text
-                ),
-            )
-        })?,
+        Some(day) => day
+            .text
+            .to_ascii_lowercase()
+            .parse::<Weekday>()
+            .ok()
+            .ok_or_else(|| {
+                reader.fail(
+                    day.node,
+                    &format!(
+                        "options/starting_day must be a day of the week, got {:?}",
+                        day.text
+                    ),
+                )
+            })?,
     };
     // Checked where they are written: a bad option is one mistake, not one per peer.
     for (field, value) in [
@@ -396,7 +401,7 @@ fn build_peer<'a, 'input>(
     let mut peer = PeerConfig::new(name.text, raw.kind, collect_dir.text);
     if let Some(mode) = raw.ignore_failures {
         fields.insert("ignore_failure", mode.node);
-        peer.ignore_failure = IgnoreFailure::parse(mode.text).ok_or_else(|| {
+        peer.ignore_failure = mode.text.parse::<IgnoreFailure>().ok().ok_or_else(|| {
             reader.peer_fail(
                 raw,
                 mode.node,
@@ -573,7 +578,7 @@ mod tests {
     #[test]
     fn renders_as_native_toml() {
         let cedar = parse_ok(FIXTURE);
-        let text = native::render(&cedar);
+        let text = super::super::render::render(&cedar);
         let native = native::parse(Path::new("shown.toml"), &text)
             .unwrap_or_else(|err| panic!("{err}\n{text}"));
         assert_eq!(without_source(native), without_source(cedar));

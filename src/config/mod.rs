@@ -3,172 +3,17 @@
 //! known ignore-failure modes, peer names that are safe as directory names.
 
 mod cedar;
+mod model;
 mod native;
+mod render;
+mod rules;
 
-pub(crate) use native::{check_action, check_peer_name, validate_peer};
+pub use model::*;
+pub(crate) use rules::{check_action, check_peer_name, validate_peer};
 
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-
-pub const DEFAULT_RCP_COMMAND: &str = "/usr/bin/scp -B -q -C";
-pub const DEFAULT_RSH_COMMAND: &str = "/usr/bin/ssh";
-pub const DEFAULT_CBACK_COMMAND: &str = "/usr/bin/cback3";
-pub const DEFAULT_COLLECT_INDICATOR: &str = "cback.collect";
-pub const DEFAULT_STAGE_INDICATOR: &str = "cback.stage";
-/// Seconds a peer may go without moving a byte: on by default, so that a peer that stalls
-/// (a hung link, a hostile server that answers keepalives and nothing else) never holds a
-/// nightly run, yet long enough for a slow disk or a busy peer.
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
-/// The most entries a collect dir may list: a listing is held in memory while a remote peer
-/// is staged, so a peer that lists without end must be stopped. Collect dirs hold tens of
-/// archives; this is generous by orders of magnitude.
-pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
-
-/// When a peer that is not ready or that failed is not an error (Cedar's `ignore_failures`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IgnoreFailure {
-    /// Never ignore: a failing peer fails the run.
-    #[default]
-    None,
-    /// Always ignore.
-    All,
-    /// Ignore on daily (non-full, not the starting day) runs only.
-    Daily,
-    /// Ignore on weekly (full, or the starting day) runs only.
-    Weekly,
-}
-
-impl IgnoreFailure {
-    pub fn parse(text: &str) -> Option<IgnoreFailure> {
-        match text {
-            "none" => Some(IgnoreFailure::None),
-            "all" => Some(IgnoreFailure::All),
-            "daily" => Some(IgnoreFailure::Daily),
-            "weekly" => Some(IgnoreFailure::Weekly),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IgnoreFailure::None => "none",
-            IgnoreFailure::All => "all",
-            IgnoreFailure::Daily => "daily",
-            IgnoreFailure::Weekly => "weekly",
-        }
-    }
-    /// Whether a failure is ignored on a run that is (or is not) a weekly one: a run is weekly
-    /// when `--full` was given or today is the configured starting day, as in Cedar Backup.
-    pub fn ignores(self, weekly_run: bool) -> bool {
-        match self {
-            IgnoreFailure::None => false,
-            IgnoreFailure::All => true,
-            IgnoreFailure::Daily => !weekly_run,
-            IgnoreFailure::Weekly => weekly_run,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerKind {
-    Local,
-    Remote,
-}
-
-/// Everything needed to build one peer, from a config file or from command-line flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// The peer's name; for a remote peer, the host name to connect to. Also the name of its
-    /// directory under the daily staging dir, so it never holds `/` and is never `.` or `..`.
-    pub name: String,
-    pub kind: PeerKind,
-    /// Absolute path of the collect dir, on the peer.
-    pub collect_dir: PathBuf,
-    /// Local scratch directory (absolute) for remote peers; a private temp dir when unset.
-    pub working_dir: Option<PathBuf>,
-    /// User to log in as on a remote peer; ssh's default when unset.
-    pub remote_user: Option<String>,
-    /// Local user to run the rcp/rsh commands as (`su USER -c ...`); root only.
-    pub local_user: Option<String>,
-    pub rcp_command: String,
-    pub rsh_command: String,
-    pub cback_command: String,
-    pub ignore_failure: IgnoreFailure,
-    /// Whether `run` executes managed actions on this peer before staging it.
-    pub managed: bool,
-    pub managed_actions: Vec<String>,
-}
-
-impl PeerConfig {
-    /// A peer with Cedar's default commands and nothing optional set.
-    pub fn new(name: impl Into<String>, kind: PeerKind, collect_dir: impl Into<PathBuf>) -> Self {
-        PeerConfig {
-            name: name.into(),
-            kind,
-            collect_dir: collect_dir.into(),
-            working_dir: None,
-            remote_user: None,
-            local_user: None,
-            rcp_command: DEFAULT_RCP_COMMAND.to_string(),
-            rsh_command: DEFAULT_RSH_COMMAND.to_string(),
-            cback_command: DEFAULT_CBACK_COMMAND.to_string(),
-            ignore_failure: IgnoreFailure::None,
-            managed: false,
-            managed_actions: Vec::new(),
-        }
-    }
-}
-
-/// Commands run at the job events of a pool run (see the `hooks` module).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HookConfig {
-    pub run_start: Vec<String>,
-    pub pre_peer: Vec<String>,
-    pub post_peer: Vec<String>,
-    pub run_end: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Weekday {
-    Monday,
-    Tuesday,
-    Wednesday,
-    Thursday,
-    Friday,
-    Saturday,
-    Sunday,
-}
-
-impl Weekday {
-    pub fn parse(text: &str) -> Option<Weekday> {
-        Some(match text.to_ascii_lowercase().as_str() {
-            "monday" => Weekday::Monday,
-            "tuesday" => Weekday::Tuesday,
-            "wednesday" => Weekday::Wednesday,
-            "thursday" => Weekday::Thursday,
-            "friday" => Weekday::Friday,
-            "saturday" => Weekday::Saturday,
-            "sunday" => Weekday::Sunday,
-            _ => return None,
-        })
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Weekday::Monday => "monday",
-            Weekday::Tuesday => "tuesday",
-            Weekday::Wednesday => "wednesday",
-            Weekday::Thursday => "thursday",
-            Weekday::Friday => "friday",
-            Weekday::Saturday => "saturday",
-            Weekday::Sunday => "sunday",
-        }
-    }
-}
 
 /// Run as root, a config names commands that root will run (hooks, rcp and rsh commands), so
 /// only root may be able to change it: like cron and sudo, refuse a file that another user
@@ -194,39 +39,6 @@ fn check_trusted(path: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A whole pool: where to stage, who owns staged files, the peers and the hooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// The file this was loaded from, for error messages and lock names.
-    pub source: PathBuf,
-    /// Absolute; the daily dirs `YYYY/MM/DD` are created below it.
-    pub staging_dir: PathBuf,
-    /// Default local scratch dir for remote peers.
-    pub working_dir: Option<PathBuf>,
-    /// Owner of staged files and created dirs when running as root.
-    pub backup_user: Option<String>,
-    pub backup_group: Option<String>,
-    /// Day the weekly cycle starts (Cedar's `starting_day`), for `daily`/`weekly` ignore modes.
-    pub starting_day: Weekday,
-    /// Where lock files go; a private default when unset.
-    pub lock_dir: Option<PathBuf>,
-    /// How many peers to stage at once; a default from the number of peers when unset.
-    pub jobs: Option<usize>,
-    /// Seconds one peer may take before it is abandoned.
-    pub timeout: Option<u64>,
-    /// Seconds a peer may go without moving a byte before it is abandoned; 0 turns the
-    /// check off; `DEFAULT_IDLE_TIMEOUT` when unset.
-    pub idle_timeout: Option<u64>,
-    /// The most entries a collect dir may list; `DEFAULT_MAX_ENTRIES` when unset.
-    pub max_entries: Option<u64>,
-    /// Reuse one ssh connection for every operation on a remote peer (OpenSSH only).
-    pub multiplex: bool,
-    /// How staged files are checked against the peer's; size when unset.
-    pub verify: Option<crate::peer::Verify>,
-    pub hooks: HookConfig,
-    pub peers: Vec<PeerConfig>,
 }
 
 impl Config {
@@ -260,7 +72,7 @@ impl Config {
 
     /// The config as native TOML, which `load` accepts and which stages the same way.
     pub fn to_toml(&self) -> String {
-        native::render(self)
+        render::render(self)
     }
 
     pub fn peer(&self, name: &str) -> Option<&PeerConfig> {

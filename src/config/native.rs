@@ -1,5 +1,5 @@
-//! The native TOML config format, its inverse (`render`), and the validation that every loader
-//! ends with.
+//! The native TOML config format: reading it (`render` writes it; `rules` checks what every
+//! loader reads).
 //!
 //! ```toml
 //! staging_dir = "/var/backup/staging"   # required, absolute
@@ -42,7 +42,6 @@
 //! with the file system, so such a setting would silently do nothing.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +49,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday};
+use super::model::{Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday};
+use super::rules::{check_action, check_command, check_user, one_line, validate, Place};
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
@@ -160,15 +160,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 
     let starting_day = match &raw.starting_day {
         None => Weekday::Monday,
-        Some(day) => Weekday::parse(day.get_ref()).ok_or_else(|| {
-            fail(
-                day.span(),
-                format!(
-                    "starting_day must be a day of the week, got {:?}",
-                    day.get_ref()
-                ),
-            )
-        })?,
+        Some(day) => day
+            .get_ref()
+            .to_ascii_lowercase()
+            .parse::<Weekday>()
+            .ok()
+            .ok_or_else(|| {
+                fail(
+                    day.span(),
+                    format!(
+                        "starting_day must be a day of the week, got {:?}",
+                        day.get_ref()
+                    ),
+                )
+            })?,
     };
     let jobs =
         positive(&raw.jobs).map_err(|(span, problem)| fail(span, format!("jobs {problem}")))?;
@@ -183,15 +188,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         .map_err(|(span, problem)| fail(span, format!("max_entries {problem}")))?;
     let verify = match &raw.verify {
         None => None,
-        Some(mode) => Some(crate::peer::Verify::parse(mode.get_ref()).ok_or_else(|| {
-            fail(
-                mode.span(),
-                format!(
-                    "verify must be none, size or sha256, got {:?}",
-                    mode.get_ref()
-                ),
-            )
-        })?),
+        Some(mode) => Some(
+            mode.get_ref()
+                .parse::<super::model::Verify>()
+                .ok()
+                .ok_or_else(|| {
+                    fail(
+                        mode.span(),
+                        format!(
+                            "verify must be none, size or sha256, got {:?}",
+                            mode.get_ref()
+                        ),
+                    )
+                })?,
+        ),
     };
 
     // Checked where they are written: a bad default is one mistake, not one per peer.
@@ -333,15 +343,19 @@ fn build_peer(peer: &RawPeer, raw: &RawFile) -> std::result::Result<(PeerConfig,
         peer.collect_dir.get_ref(),
     );
     if let Some(mode) = &peer.ignore_failures {
-        config.ignore_failure = IgnoreFailure::parse(mode.get_ref()).ok_or_else(|| {
-            (
-                mode.span(),
-                format!(
-                    "ignore_failures must be none, all, daily or weekly, got {:?}",
-                    mode.get_ref()
-                ),
-            )
-        })?;
+        config.ignore_failure = mode
+            .get_ref()
+            .parse::<IgnoreFailure>()
+            .ok()
+            .ok_or_else(|| {
+                (
+                    mode.span(),
+                    format!(
+                        "ignore_failures must be none, all, daily or weekly, got {:?}",
+                        mode.get_ref()
+                    ),
+                )
+            })?;
     }
     if kind == PeerKind::Local {
         if let Some((field, Some(span))) = peer
@@ -512,351 +526,13 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .count()
 }
 
-/// Error messages are one line each, whatever the parser or a file name put in them. (Values
-/// from the file are quoted with `{:?}`, which escapes line breaks already.)
-pub(crate) fn one_line(message: &str) -> String {
-    message.replace(|c: char| c.is_control(), " ")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation shared by every loader.
-
-/// Which value of a `Config` is wrong; each loader maps it back to a line of its own file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// A top-level field: `staging_dir`, `working_dir`, `backup_user`, `backup_group`, `lock_dir`.
-    Top(&'static str),
-    /// The command at this index of a hook event's list: `run_start`, `pre_peer`, ...
-    Hook(&'static str, usize),
-    /// A field of the peer at this index; field names are those of `PeerConfig`.
-    Peer(usize, &'static str),
-}
-
-/// A validation failure: `problem` reads after the field name ("must be absolute, got ...").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Invalid {
-    pub place: Place,
-    pub problem: String,
-}
-
-/// The checks every config passes, whatever file it came from.
-pub(crate) fn validate(config: &Config) -> std::result::Result<(), Invalid> {
-    let top = |field, problem| Invalid {
-        place: Place::Top(field),
-        problem,
-    };
-    check_absolute(&config.staging_dir).map_err(|problem| top("staging_dir", problem))?;
-    for (field, dir) in [
-        ("working_dir", &config.working_dir),
-        ("lock_dir", &config.lock_dir),
-    ] {
-        if let Some(dir) = dir {
-            check_absolute(dir).map_err(|problem| top(field, problem))?;
-        }
-    }
-    for (field, name) in [
-        ("backup_user", &config.backup_user),
-        ("backup_group", &config.backup_group),
-    ] {
-        if let Some(name) = name {
-            check_user(name).map_err(|problem| top(field, problem))?;
-        }
-    }
-    // `jobs` and `timeout` are checked by the loaders, which see the signed number as written;
-    // these catch a config built in code.
-    if config.jobs == Some(0) {
-        return Err(top("jobs", "must be at least 1, got 0".to_string()));
-    }
-    if config.timeout == Some(0) {
-        return Err(top("timeout", "must be at least 1, got 0".to_string()));
-    }
-    if config.max_entries == Some(0) {
-        return Err(top("max_entries", "must be at least 1, got 0".to_string()));
-    }
-    let hooks = &config.hooks;
-    for (event, list) in [
-        ("run_start", &hooks.run_start),
-        ("pre_peer", &hooks.pre_peer),
-        ("post_peer", &hooks.post_peer),
-        ("run_end", &hooks.run_end),
-    ] {
-        for (index, command) in list.iter().enumerate() {
-            check_command(command).map_err(|problem| Invalid {
-                place: Place::Hook(event, index),
-                problem,
-            })?;
-        }
-    }
-    for (index, peer) in config.peers.iter().enumerate() {
-        validate_peer(peer).map_err(|(field, problem)| Invalid {
-            place: Place::Peer(index, field),
-            problem,
-        })?;
-        if config.peers[..index]
-            .iter()
-            .any(|other| other.name == peer.name)
-        {
-            return Err(Invalid {
-                place: Place::Peer(index, "name"),
-                problem: "is used by an earlier peer too (peer names must be unique)".to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Checks one peer, from a config file or built from command-line flags. The error names the
-/// `PeerConfig` field and the problem, which reads after it.
-pub(crate) fn validate_peer(peer: &PeerConfig) -> std::result::Result<(), (&'static str, String)> {
-    check_peer_name(&peer.name, peer.kind).map_err(|problem| ("name", problem))?;
-    check_absolute(&peer.collect_dir).map_err(|problem| ("collect_dir", problem))?;
-    if let Some(dir) = &peer.working_dir {
-        check_absolute(dir).map_err(|problem| ("working_dir", problem))?;
-    }
-    for (field, user) in [
-        ("remote_user", &peer.remote_user),
-        ("local_user", &peer.local_user),
-    ] {
-        if let Some(user) = user {
-            check_user(user).map_err(|problem| (field, problem))?;
-        }
-    }
-    for (field, command) in [
-        ("rcp_command", &peer.rcp_command),
-        ("rsh_command", &peer.rsh_command),
-        ("cback_command", &peer.cback_command),
-    ] {
-        check_command(command).map_err(|problem| (field, problem))?;
-    }
-    for action in &peer.managed_actions {
-        check_action(action).map_err(|problem| ("managed_actions", problem))?;
-    }
-    Ok(())
-}
-
-/// The peer's name becomes a directory under the daily staging dir, an argument of the rcp and
-/// rsh commands and a lock name, so it must be safe as all three.
-pub(crate) fn check_peer_name(name: &str, kind: PeerKind) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".to_string());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("must not be {name:?}"));
-    }
-    if name.starts_with('-') {
-        return Err(format!("must not start with '-', got {name:?}"));
-    }
-    if name.contains('/') {
-        return Err(format!("must not contain '/', got {name:?}"));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "must not contain white space or control characters, got {name:?}"
-        ));
-    }
-    if kind == PeerKind::Remote
-        && !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-    {
-        return Err(format!(
-            "must be a host name (letters, digits, '.', '_', ':' and '-'), got {name:?}"
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_absolute(path: &Path) -> std::result::Result<(), String> {
-    let text = path.to_string_lossy();
-    if !path.is_absolute() {
-        return Err(format!("must be absolute, got {text:?}"));
-    }
-    if text.contains('\0') {
-        return Err(format!("must not contain NUL, got {text:?}"));
-    }
-    Ok(())
-}
-
-/// User and group names as `useradd` accepts them portably; a leading `-` would read as an
-/// option of `su` or `chown`.
-pub(crate) fn check_user(name: &str) -> std::result::Result<(), String> {
-    let portable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.starts_with('-') || !name.chars().all(portable) {
-        return Err(format!(
-            "must be a user name (letters, digits, '.', '_' and '-', not starting with '-'), \
-             got {name:?}"
-        ));
-    }
-    Ok(())
-}
-
-/// Commands are split with shell-words, never run through a shell, so a command that does
-/// not split (an unclosed quote) or splits into nothing is refused here, before any run.
-pub(crate) fn check_command(command: &str) -> std::result::Result<(), String> {
-    match shell_words::split(command) {
-        Ok(words) if !words.is_empty() && !command.contains('\0') => Ok(()),
-        Ok(_) => Err(format!("must be a command line, got {command:?}")),
-        Err(err) => Err(format!(
-            "cannot be split into words ({err}), got {command:?}"
-        )),
-    }
-}
-
-/// Managed action names go on the peer's cback command line, where a leading `-` would
-/// read as an option (`--full`).
-pub(crate) fn check_action(action: &str) -> std::result::Result<(), String> {
-    if action.is_empty()
-        || action.starts_with('-')
-        || !action
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(format!(
-            "must be action names (letters, digits, '_' and '-', not starting with '-'), got {action:?}"
-        ));
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Rendering.
-
-/// Prints a config as native TOML that `parse` reads back into an equal config (but for
-/// `source`). Every peer is written out in full, so no `[defaults]` table is needed.
-///
-/// Two things cannot be written, as the format has no way to say them: a remote peer without a
-/// working dir when the top level has one (it would inherit it), and remote-only settings of a
-/// local peer (unused when staging). Neither comes out of a loader.
-pub fn render(config: &Config) -> String {
-    let mut out = String::new();
-    // A line break in the file name would end the comment and inject TOML.
-    let _ = writeln!(
-        out,
-        "# peerstage configuration, from {}",
-        one_line(&config.source.display().to_string())
-    );
-    line(&mut out, "staging_dir", &path_value(&config.staging_dir));
-    if let Some(dir) = &config.working_dir {
-        line(&mut out, "working_dir", &path_value(dir));
-    }
-    if let Some(user) = &config.backup_user {
-        line(&mut out, "backup_user", &quote(user));
-    }
-    if let Some(group) = &config.backup_group {
-        line(&mut out, "backup_group", &quote(group));
-    }
-    line(
-        &mut out,
-        "starting_day",
-        &quote(config.starting_day.as_str()),
-    );
-    if let Some(dir) = &config.lock_dir {
-        line(&mut out, "lock_dir", &path_value(dir));
-    }
-    if let Some(jobs) = config.jobs {
-        line(&mut out, "jobs", &jobs.to_string());
-    }
-    if let Some(timeout) = config.timeout {
-        line(&mut out, "timeout", &timeout.to_string());
-    }
-    if let Some(idle) = config.idle_timeout {
-        line(&mut out, "idle_timeout", &idle.to_string());
-    }
-    if let Some(max) = config.max_entries {
-        line(&mut out, "max_entries", &max.to_string());
-    }
-    if !config.multiplex {
-        line(&mut out, "multiplex", "false");
-    }
-    if let Some(verify) = config.verify {
-        line(&mut out, "verify", &quote(verify.as_str()));
-    }
-
-    let hooks = &config.hooks;
-    let events = [
-        ("run_start", &hooks.run_start),
-        ("pre_peer", &hooks.pre_peer),
-        ("post_peer", &hooks.post_peer),
-        ("run_end", &hooks.run_end),
-    ];
-    if events.iter().any(|(_, list)| !list.is_empty()) {
-        out.push_str("\n[hooks]\n");
-        for (event, list) in events {
-            if !list.is_empty() {
-                line(&mut out, event, &list_value(list));
-            }
-        }
-    }
-
-    for peer in &config.peers {
-        out.push_str("\n[[peer]]\n");
-        line(&mut out, "name", &quote(&peer.name));
-        let kind = match peer.kind {
-            PeerKind::Local => "local",
-            PeerKind::Remote => "remote",
-        };
-        line(&mut out, "type", &quote(kind));
-        line(&mut out, "collect_dir", &path_value(&peer.collect_dir));
-        if peer.kind == PeerKind::Remote {
-            if let Some(dir) = &peer.working_dir {
-                line(&mut out, "working_dir", &path_value(dir));
-            }
-            if let Some(user) = &peer.remote_user {
-                line(&mut out, "remote_user", &quote(user));
-            }
-            if let Some(user) = &peer.local_user {
-                line(&mut out, "local_user", &quote(user));
-            }
-            line(&mut out, "rcp_command", &quote(&peer.rcp_command));
-            line(&mut out, "rsh_command", &quote(&peer.rsh_command));
-            line(&mut out, "cback_command", &quote(&peer.cback_command));
-        }
-        line(
-            &mut out,
-            "ignore_failures",
-            &quote(peer.ignore_failure.as_str()),
-        );
-        if peer.kind == PeerKind::Remote {
-            line(
-                &mut out,
-                "managed",
-                if peer.managed { "true" } else { "false" },
-            );
-            line(
-                &mut out,
-                "managed_actions",
-                &list_value(&peer.managed_actions),
-            );
-        }
-    }
-    out
-}
-
-fn line(out: &mut String, key: &str, value: &str) {
-    let _ = writeln!(out, "{key} = {value}");
-}
-
-/// A TOML string literal, escaped by the toml crate itself.
-fn quote(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
-}
-
-/// Paths that are not UTF-8 cannot be written in TOML; they never come out of a loader.
-fn path_value(path: &Path) -> String {
-    quote(&path.to_string_lossy())
-}
-
-fn list_value(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|item| quote(item)).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::config::render::quote;
     use crate::config::{DEFAULT_CBACK_COMMAND, DEFAULT_RCP_COMMAND, DEFAULT_RSH_COMMAND};
 
-    fn parse_ok(text: &str) -> Config {
+    pub fn parse_ok(text: &str) -> Config {
         match parse(Path::new("/etc/peerstage.toml"), text) {
             Ok(config) => config,
             Err(err) => panic!("unexpected error: {err}"),
@@ -878,7 +554,7 @@ mod tests {
         }
     }
 
-    const FULL: &str = r#"
+    pub const FULL: &str = r#"
 staging_dir = "/var/backup/staging"
 working_dir = "/var/tmp/peerstage"
 backup_user = "backup"
@@ -1245,66 +921,5 @@ collect_dir = "/var/backup/collect"
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 4), 3);
         assert_eq!(line_of("a\n", 99), 2);
-    }
-
-    fn without_source(mut config: Config) -> Config {
-        config.source = PathBuf::new();
-        config
-    }
-
-    #[test]
-    fn render_round_trips() {
-        let config = parse_ok(FULL);
-        let text = render(&config);
-        let again = parse_ok(&text);
-        assert_eq!(without_source(again), without_source(config));
-    }
-
-    #[test]
-    fn render_round_trips_awkward_strings() {
-        let mut config = parse_ok("staging_dir = \"/var/backup/st\\\"a'g\u{e9}\"\n");
-        config.hooks.run_start = vec!["echo 'multi\nline' \"q\" \\ back".to_string()];
-        config.hooks.pre_peer = vec!["printf '%s\\t' \"$PEERSTAGE_PEER\"".to_string()];
-        let mut peer = PeerConfig::new("h", PeerKind::Remote, "/c/with space/and\"quote");
-        peer.rcp_command = "/usr/bin/scp -o 'ProxyCommand ssh -W %h:%p gw'".to_string();
-        peer.managed = true;
-        config.peers.push(peer);
-        config
-            .peers
-            .push(PeerConfig::new("local-peer\u{e9}", PeerKind::Local, "/l"));
-        let text = render(&config);
-        assert_eq!(without_source(parse_ok(&text)), without_source(config));
-    }
-
-    #[test]
-    fn render_survives_a_hostile_source_name() {
-        let mut config = parse_ok("staging_dir = \"/s\"\n");
-        config.source = PathBuf::from("/tmp/x\nstaging_dir = \"/etc\"");
-        let again = parse_ok(&render(&config));
-        assert_eq!(again.staging_dir, PathBuf::from("/s"));
-    }
-
-    #[test]
-    fn render_writes_every_remote_field() {
-        let config = parse_ok(FULL);
-        let text = render(&config);
-        assert!(!text.contains("[defaults]"));
-        let db1 = text.split("[[peer]]").nth(2).unwrap_or_default();
-        for key in [
-            "working_dir",
-            "remote_user",
-            "local_user",
-            "rcp_command",
-            "rsh_command",
-            "cback_command",
-            "ignore_failures",
-            "managed",
-            "managed_actions",
-        ] {
-            assert!(
-                db1.contains(&format!("\n{key} = ")),
-                "{key} missing from {db1}"
-            );
-        }
     }
 }

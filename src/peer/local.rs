@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::config::PeerConfig;
-use crate::error::{io_cause, Error, Result};
+use crate::error::{io_cause, write_cause, Error, Result};
 use crate::fsutil::{
     born_with, copy_contents, remove_debris, sha256, write_file_atomically, DirFd, EntryKind,
     ScratchDir,
@@ -30,10 +30,10 @@ use crate::limits::Limits;
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 
-use super::{
-    check_indicator_name, check_not_dir, check_target_dir, commit_incoming, print_dry_run, Peer,
-    PeerOptions, StageReport, Verify,
-};
+use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
+use super::interface::{Peer, PeerOptions, StageReport};
+use super::staging::{check_not_dir, commit_incoming};
+use crate::config::Verify;
 
 pub struct LocalPeer {
     config: PeerConfig,
@@ -47,15 +47,6 @@ impl LocalPeer {
 
     fn error(&self, path: &Path, cause: impl std::fmt::Display) -> String {
         format!("{}: {cause}", path.display())
-    }
-}
-
-/// Says "disk full" in words an administrator reads at 3 a.m.
-pub(crate) fn write_cause(err: &io::Error) -> String {
-    if err.raw_os_error() == Some(nix::libc::ENOSPC) {
-        "no space left on device (disk full)".to_string()
-    } else {
-        io_cause(err)
     }
 }
 

@@ -9,13 +9,12 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_cause, Error, Result};
+use crate::error::{io_cause, write_cause, Error, Result};
 use crate::escape::Escaped;
 use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir};
 use crate::ownership::{Mode, Ownership, Perms, SET_ID_BITS};
 
-use super::local::write_cause;
-use super::{check_not_dir, commit_incoming, Verify};
+use crate::config::Verify;
 
 /// A stage's private incoming dir (mode 0700, `.peerstage-tmp-*`), inside the target dir so
 /// that each file is renamed into place whole. Removed with what is left in it when dropped.
@@ -186,4 +185,38 @@ pub fn verify(
         Escaped(problems.join(", ")),
         if count > 10 { ", ..." } else { "" }
     )))
+}
+
+/// A directory in the target under a staged file's name would make the final rename fail
+/// half-way through a commit; it is refused before anything is committed.
+pub(crate) fn check_not_dir(target: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_dir() => Err(Error::failed(format!(
+            "{}: a directory is in the way of a staged file of that name",
+            target.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Moves every file of a complete incoming dir to its final name in the target dir.
+/// rename(2) replaces whatever is there (an older copy, a planted symlink) without following
+/// it, and each final name only ever shows a whole file. One pass, streamed.
+pub(crate) fn commit_incoming(incoming: &Path, target_dir: &Path) -> Result<()> {
+    let fail = |path: &Path, err: std::io::Error| {
+        Error::failed(format!(
+            "{}: {}",
+            path.display(),
+            crate::error::io_cause(&err)
+        ))
+    };
+    let from = crate::fsutil::DirFd::open_nofollow(incoming).map_err(|err| fail(incoming, err))?;
+    let to = crate::fsutil::DirFd::open(target_dir).map_err(|err| fail(target_dir, err))?;
+    from.entries().map_err(|err| fail(incoming, err))?.for_each(
+        |err| fail(incoming, err),
+        |name, _| {
+            from.rename_to(name, &to)
+                .map_err(|err| fail(&target_dir.join(name), err))
+        },
+    )
 }

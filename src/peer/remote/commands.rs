@@ -11,8 +11,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::error::{io_cause, Error};
-use crate::peer::local::write_cause;
+use crate::error::{io_cause, write_cause, Error};
 use crate::peer::staging::{scratch_dir, Listing};
 use crate::process::{Cmd, Finished};
 
@@ -79,7 +78,7 @@ impl CommandTransport {
     /// The listing to check a copy against, through the ssh the rcp command would start
     /// (or the rsh command, when the rcp command is not OpenSSH's scp).
     fn listing(&self, link: &Link) -> Step<Option<Pending>> {
-        if link.options.verify == crate::peer::Verify::None {
+        if link.options.verify == crate::config::Verify::None {
             return Ok(None);
         }
         Ok(Some(Pending::Running(Box::new(

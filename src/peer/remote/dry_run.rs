@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Verify;
 use crate::fsutil::TEMP_PREFIX;
-use crate::peer::print_dry_run;
-use crate::peer::Verify;
+use crate::peer::checks::print_dry_run;
 use crate::process::quote_os;
 
 use super::commands::{download_source, escape_glob};

@@ -10,8 +10,8 @@ use crate::config::PeerConfig;
 use crate::error::{io_cause, Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::ownership::Ownership;
+use crate::peer::interface::PeerOptions;
 use crate::peer::staging::Listing;
-use crate::peer::PeerOptions;
 use crate::process::{Cmd, Finished, Running};
 
 use super::connection::{is_program, same_connection, ssh_for_scp, OPENSSH_OPTIONS};
@@ -223,7 +223,7 @@ impl Link {
 
     /// The listing command, through `ssh`.
     pub fn listing_command(&self, ssh: Cmd) -> Result<Cmd> {
-        let sha256 = self.options.verify == crate::peer::Verify::Sha256;
+        let sha256 = self.options.verify == crate::config::Verify::Sha256;
         let words = shell::listing_words(&self.collect_dir, sha256);
         // Its words hold no newline, so every login shell takes them.
         let line = shell::command_line(&words, Family::Other).unwrap_or_default();

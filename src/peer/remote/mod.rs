@@ -22,11 +22,9 @@ use crate::error::{io_cause, Error, Result};
 use crate::ownership::Perms;
 use crate::process::quote_os;
 
+use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
+use super::interface::{Peer, PeerOptions, RemoteCommands, StageReport};
 use super::staging::{self, Incoming};
-use super::{
-    check_indicator_name, check_target_dir, print_dry_run, Peer, PeerOptions, RemoteCommands,
-    StageReport,
-};
 use commands::CommandTransport;
 use connection::{protocol_flag, ScpProtocol};
 use link::Link;

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use crate::config::Verify;
 use crate::error::Error;
 use crate::peer::sftp::{self, Downloaded, Kind, Plan, Session, SftpError};
 use crate::peer::staging::{Listed, Listing};
-use crate::peer::Verify;
 
 use super::commands::{copy_failure, copy_with_rcp, download_source};
 use super::connection::copy_over_sftp;
@@ -251,7 +251,7 @@ fn failure_error(link: &Link, into: &Path, source: &str, failure: sftp::Failure)
         Failure::Write { name, error } => Error::failed(format!(
             "{}: {}; nothing staged",
             into.join(name).display(),
-            crate::peer::local::write_cause(&error)
+            crate::error::write_cause(&error)
         )),
         Failure::Changed { path, listed, now } => Error::failed(format!(
             "{}: changed while being copied ({listed} bytes listed, {}); nothing staged",

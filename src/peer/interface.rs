@@ -1,0 +1,101 @@
+//! What a peer is to the rest of peerstage: the `Peer` trait, the remote commands only a
+//! remote peer runs, how its operations are carried out, and what a stage did.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::{PeerConfig, Verify};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::ownership::Perms;
+
+/// How peer operations are carried out, the same for every peer of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerOptions {
+    /// Print every command line and file operation instead of carrying it out.
+    pub dry_run: bool,
+    /// When the peer's children are killed and the peer given up.
+    pub deadline: Option<Instant>,
+    /// How long a step of staging may go without moving a byte (not managed actions and
+    /// `exec`, which may rightly be silent for long).
+    pub idle: Option<Duration>,
+    /// The most entries the collect dir may list.
+    pub max_entries: u64,
+    /// Share one ssh connection between all operations on a remote peer (OpenSSH only).
+    pub multiplex: bool,
+    /// How staged files are checked against the peer's.
+    pub verify: Verify,
+}
+
+impl Default for PeerOptions {
+    fn default() -> PeerOptions {
+        PeerOptions {
+            dry_run: false,
+            deadline: None,
+            idle: Some(Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT)),
+            max_entries: crate::config::DEFAULT_MAX_ENTRIES,
+            multiplex: true,
+            verify: Verify::default(),
+        }
+    }
+}
+
+impl PeerOptions {
+    /// The limits of a step that moves files.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            deadline: self.deadline,
+            idle: self.idle,
+        }
+    }
+}
+
+/// What one stage did. Counts only, so memory stays flat however many files a peer has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries of the collect dir that were not staged, with why (subdirectory, symlink...).
+    pub skipped: Vec<String>,
+    /// How the staged files were checked: "size", "sha256", "none", or why it was skipped.
+    pub verified: String,
+}
+
+pub trait Peer: Send + Sync {
+    fn config(&self) -> &PeerConfig;
+
+    fn name(&self) -> &str {
+        &self.config().name
+    }
+
+    /// Copies every regular file at the top of the collect dir into `target_dir`, which must
+    /// exist and be absolute, applying `perms` to each. An empty collect dir is an error.
+    fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport>;
+
+    /// Whether the indicator `name` (`cback.collect`, `cback.stage`) is in the collect dir. A
+    /// missing collect dir means "not there"; a peer that cannot be reached is an
+    /// `Unreachable` error.
+    fn has_indicator(&self, name: &str) -> Result<bool>;
+
+    /// Writes the (empty) stage indicator into the peer's collect dir.
+    fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()>;
+
+    /// What only a remote peer does; None for a local one.
+    fn remote(&self) -> Option<&dyn RemoteCommands> {
+        None
+    }
+}
+
+/// Commands run on a remote peer through its rsh command.
+pub trait RemoteCommands {
+    /// Runs a command on the peer, each word arriving as one argument; its output passes through.
+    fn execute_remote_command(&self, command: &[String]) -> Result<()>;
+
+    /// Runs `<cback command> [--full] <action>` on the peer.
+    fn execute_managed_action(&self, action: &str, full: bool) -> Result<()>;
+}
+
+/// What asking a local peer for a remote command is.
+pub fn not_remote(what: &str) -> Error {
+    Error::usage(format!("is a local peer; {what} a remote peer (--host)"))
+}
