@@ -13,7 +13,7 @@ mod stage;
 mod status;
 
 use crate::cli::{Cli, Command, PeerArgs};
-use crate::config::{Config, PeerConfig, PeerKind};
+use crate::config::{CommandLine, Config, PeerConfig, PeerKind};
 use crate::error::{Error, Result};
 use crate::lock::{self, Lock};
 use crate::ownership::{Mode, Ownership, Perms};
@@ -75,14 +75,18 @@ pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<Config>)> {
     config.remote_user = args.remote_user.clone();
     config.local_user = args.local_user.clone();
     config.working_dir = args.working_dir.clone();
+    let command = |flag: &str, text: &str| {
+        text.parse::<CommandLine>()
+            .map_err(|problem| Error::usage(format!("{flag} {problem}")))
+    };
     if let Some(rcp) = &args.rcp_command {
-        config.rcp_command = rcp.clone();
+        config.rcp_command = command("--rcp-command", rcp)?;
     }
     if let Some(rsh) = &args.rsh_command {
-        config.rsh_command = rsh.clone();
+        config.rsh_command = command("--rsh-command", rsh)?;
     }
     if let Some(cback) = &args.cback_command {
-        config.cback_command = cback.clone();
+        config.cback_command = command("--cback-command", cback)?;
     }
     Ok((config, None))
 }

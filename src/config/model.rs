@@ -78,6 +78,62 @@ pub enum Verify {
     Sha256,
 }
 
+/// A command line as the administrator wrote it (`/usr/bin/scp -B -q -C`), split once, as
+/// a POSIX shell would split it (but never run through one), when the config is read. Which
+/// program its first word is depends on the machine, so that is looked up when a peer is
+/// built (`process::Cmd::from_words`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    text: String,
+    words: Vec<String>,
+}
+
+impl CommandLine {
+    /// A built-in default, which splits.
+    fn default_of(text: &str) -> CommandLine {
+        text.parse().unwrap_or_else(|_| CommandLine {
+            text: text.to_string(),
+            words: vec![text.to_string()],
+        })
+    }
+
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::str::FromStr for CommandLine {
+    type Err = String;
+    /// Split as a POSIX shell would split it; a line that does not split (an unclosed quote)
+    /// or splits into nothing is refused.
+    fn from_str(text: &str) -> Result<CommandLine, String> {
+        match shell_words::split(text) {
+            Ok(words) if !words.is_empty() && !text.contains('\0') => Ok(CommandLine {
+                text: text.to_string(),
+                words,
+            }),
+            Ok(_) => Err(format!("must be a command line, got {text:?}")),
+            Err(err) => Err(format!("cannot be split into words ({err}), got {text:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq<&str> for CommandLine {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
 /// When a peer that is not ready or that failed is not an error (Cedar's `ignore_failures`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,9 +184,9 @@ pub struct PeerConfig {
     pub remote_user: Option<String>,
     /// Local user to run the rcp/rsh commands as (`su USER -c ...`); root only.
     pub local_user: Option<String>,
-    pub rcp_command: String,
-    pub rsh_command: String,
-    pub cback_command: String,
+    pub rcp_command: CommandLine,
+    pub rsh_command: CommandLine,
+    pub cback_command: CommandLine,
     pub ignore_failure: IgnoreFailure,
     /// Whether `run` executes managed actions on this peer before staging it.
     pub managed: bool,
@@ -147,9 +203,9 @@ impl PeerConfig {
             working_dir: None,
             remote_user: None,
             local_user: None,
-            rcp_command: DEFAULT_RCP_COMMAND.to_string(),
-            rsh_command: DEFAULT_RSH_COMMAND.to_string(),
-            cback_command: DEFAULT_CBACK_COMMAND.to_string(),
+            rcp_command: CommandLine::default_of(DEFAULT_RCP_COMMAND),
+            rsh_command: CommandLine::default_of(DEFAULT_RSH_COMMAND),
+            cback_command: CommandLine::default_of(DEFAULT_CBACK_COMMAND),
             ignore_failure: IgnoreFailure::None,
             managed: false,
             managed_actions: Vec::new(),

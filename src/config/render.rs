@@ -92,9 +92,13 @@ pub fn render(config: &Config) -> String {
             if let Some(user) = &peer.local_user {
                 line(&mut out, "local_user", &quote(user));
             }
-            line(&mut out, "rcp_command", &quote(&peer.rcp_command));
-            line(&mut out, "rsh_command", &quote(&peer.rsh_command));
-            line(&mut out, "cback_command", &quote(&peer.cback_command));
+            line(&mut out, "rcp_command", &quote(peer.rcp_command.as_str()));
+            line(&mut out, "rsh_command", &quote(peer.rsh_command.as_str()));
+            line(
+                &mut out,
+                "cback_command",
+                &quote(peer.cback_command.as_str()),
+            );
         }
         line(
             &mut out,
@@ -162,7 +166,9 @@ mod tests {
         config.hooks.run_start = vec!["echo 'multi\nline' \"q\" \\ back".to_string()];
         config.hooks.pre_peer = vec!["printf '%s\\t' \"$PEERSTAGE_PEER\"".to_string()];
         let mut peer = PeerConfig::new("h", PeerKind::Remote, "/c/with space/and\"quote");
-        peer.rcp_command = "/usr/bin/scp -o 'ProxyCommand ssh -W %h:%p gw'".to_string();
+        peer.rcp_command = "/usr/bin/scp -o 'ProxyCommand ssh -W %h:%p gw'"
+            .parse()
+            .unwrap();
         peer.managed = true;
         config.peers.push(peer);
         config

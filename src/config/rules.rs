@@ -105,13 +105,6 @@ pub(crate) fn validate_peer(peer: &PeerConfig) -> std::result::Result<(), (&'sta
             check_user(user).map_err(|problem| (field, problem))?;
         }
     }
-    for (field, command) in [
-        ("rcp_command", &peer.rcp_command),
-        ("rsh_command", &peer.rsh_command),
-        ("cback_command", &peer.cback_command),
-    ] {
-        check_command(command).map_err(|problem| (field, problem))?;
-    }
     for action in &peer.managed_actions {
         check_action(action).map_err(|problem| ("managed_actions", problem))?;
     }
@@ -177,13 +170,7 @@ pub(crate) fn check_user(name: &str) -> std::result::Result<(), String> {
 /// Commands are split with shell-words, never run through a shell, so a command that does
 /// not split (an unclosed quote) or splits into nothing is refused here, before any run.
 pub(crate) fn check_command(command: &str) -> std::result::Result<(), String> {
-    match shell_words::split(command) {
-        Ok(words) if !words.is_empty() && !command.contains('\0') => Ok(()),
-        Ok(_) => Err(format!("must be a command line, got {command:?}")),
-        Err(err) => Err(format!(
-            "cannot be split into words ({err}), got {command:?}"
-        )),
-    }
+    command.parse::<super::model::CommandLine>().map(|_| ())
 }
 
 /// Managed action names go on the peer's cback command line, where a leading `-` would

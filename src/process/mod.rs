@@ -131,6 +131,12 @@ impl Cmd {
     pub fn parse(line: &str, what: &str) -> Result<Cmd> {
         let words = shell_words::split(line)
             .map_err(|err| Error::usage(format!("{what} {line:?}: cannot split: {err}")))?;
+        Cmd::from_words(&words, line, what)
+    }
+
+    /// A command from a line split already (a config's `CommandLine`), its program resolved
+    /// on `PATH`; `line` is what the administrator wrote, for error messages.
+    pub fn from_words(words: &[String], line: &str, what: &str) -> Result<Cmd> {
         let Some((program, args)) = words.split_first() else {
             return Err(Error::usage(format!("{what} is empty")));
         };

@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 
 use roxmltree::{Document, Node};
 
-use super::model::{
-    Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday, DEFAULT_CBACK_COMMAND,
-    DEFAULT_RCP_COMMAND, DEFAULT_RSH_COMMAND,
-};
+use super::model::{Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday};
 use super::rules::{check_action, check_command, one_line, validate, Place};
 use crate::error::{Error, Result};
 
@@ -428,12 +425,33 @@ fn build_peer<'a, 'input>(
     // Cedar's local user is the backup user when it runs as root: that depends on who runs the
     // pool, not on the file, so it is left to the run.
     peer.local_user = None;
-    peer.rcp_command = pick("rcp_command", raw.rcp_command, options.rcp_command)
-        .unwrap_or_else(|| DEFAULT_RCP_COMMAND.to_string());
-    peer.rsh_command = pick("rsh_command", raw.rsh_command, options.rsh_command)
-        .unwrap_or_else(|| DEFAULT_RSH_COMMAND.to_string());
-    peer.cback_command = pick("cback_command", raw.cback_command, options.cback_command)
-        .unwrap_or_else(|| DEFAULT_CBACK_COMMAND.to_string());
+    let commands = [
+        (
+            "rcp_command",
+            pick("rcp_command", raw.rcp_command, options.rcp_command),
+        ),
+        (
+            "rsh_command",
+            pick("rsh_command", raw.rsh_command, options.rsh_command),
+        ),
+        (
+            "cback_command",
+            pick("cback_command", raw.cback_command, options.cback_command),
+        ),
+    ];
+    for (field, command) in commands {
+        // Unset: Cedar's default, which PeerConfig::new gave already.
+        let Some(command) = command else { continue };
+        let parsed = command.parse().map_err(|problem| {
+            let node = fields.get(field).copied().unwrap_or(raw.node);
+            reader.peer_fail(raw, node, &format!("{field} {problem}"))
+        })?;
+        match field {
+            "rcp_command" => peer.rcp_command = parsed,
+            "rsh_command" => peer.rsh_command = parsed,
+            _ => peer.cback_command = parsed,
+        }
+    }
     if let Some((managed, node)) = raw.managed {
         fields.insert("managed", node);
         peer.managed = managed;

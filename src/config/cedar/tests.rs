@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::native;
+use crate::config::DEFAULT_CBACK_COMMAND;
 
 fn parse_ok(text: &str) -> Config {
     match parse(Path::new("/etc/cback3.conf"), text) {

@@ -380,18 +380,35 @@ fn build_peer(peer: &RawPeer, raw: &RawFile) -> std::result::Result<(PeerConfig,
         pick("working_dir", &peer.working_dir, &raw.working_dir).map(PathBuf::from);
     config.remote_user = pick("remote_user", &peer.remote_user, &defaults.remote_user);
     config.local_user = pick("local_user", &peer.local_user, &defaults.local_user);
-    if let Some(command) = pick("rcp_command", &peer.rcp_command, &defaults.rcp_command) {
-        config.rcp_command = command;
-    }
-    if let Some(command) = pick("rsh_command", &peer.rsh_command, &defaults.rsh_command) {
-        config.rsh_command = command;
-    }
-    if let Some(command) = pick(
-        "cback_command",
-        &peer.cback_command,
-        &defaults.cback_command,
-    ) {
-        config.cback_command = command;
+    let commands = [
+        (
+            "rcp_command",
+            pick("rcp_command", &peer.rcp_command, &defaults.rcp_command),
+        ),
+        (
+            "rsh_command",
+            pick("rsh_command", &peer.rsh_command, &defaults.rsh_command),
+        ),
+        (
+            "cback_command",
+            pick(
+                "cback_command",
+                &peer.cback_command,
+                &defaults.cback_command,
+            ),
+        ),
+    ];
+    for (field, command) in commands {
+        let Some(command) = command else { continue };
+        let parsed = command.parse().map_err(|problem| {
+            let span = spans.get(field).cloned().unwrap_or(0..0);
+            (span, format!("{field} {problem}"))
+        })?;
+        match field {
+            "rcp_command" => config.rcp_command = parsed,
+            "rsh_command" => config.rsh_command = parsed,
+            _ => config.cback_command = parsed,
+        }
     }
     config.managed = peer
         .managed

@@ -48,8 +48,11 @@ impl Link {
     pub fn new(config: &PeerConfig, options: PeerOptions) -> Result<Link> {
         let peer = config.name.clone();
         let in_peer = |err: Error| err.for_peer(&peer);
-        let mut rcp = Cmd::parse(&config.rcp_command, "rcp command").map_err(in_peer)?;
-        let mut rsh = Cmd::parse(&config.rsh_command, "rsh command").map_err(in_peer)?;
+        let command = |line: &crate::config::CommandLine, what| {
+            Cmd::from_words(line.words(), line.as_str(), what).map_err(in_peer)
+        };
+        let mut rcp = command(&config.rcp_command, "rcp command")?;
+        let mut rsh = command(&config.rsh_command, "rsh command")?;
         let ssh = ssh_for_scp(&rcp);
         let rsh_shares = ssh.as_ref().is_some_and(|ssh| same_connection(ssh, &rsh));
         if is_program(&rcp, "scp") {
@@ -358,8 +361,8 @@ mod tests {
     fn link(user: Option<&str>, host: &str) -> Link {
         let mut config = PeerConfig::new(host, crate::config::PeerKind::Remote, "/c d");
         config.remote_user = user.map(str::to_string);
-        config.rcp_command = "sh".into();
-        config.rsh_command = "sh".into();
+        config.rcp_command = "sh".parse().unwrap();
+        config.rsh_command = "sh".parse().unwrap();
         Link::new(&config, PeerOptions::default()).unwrap()
     }
 

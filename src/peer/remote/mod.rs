@@ -288,15 +288,7 @@ impl RemoteCommands for RemotePeer {
         let link = &self.link;
         crate::config::check_action(action)
             .map_err(|problem| Error::usage(format!("action {problem}")))?;
-        let mut words = shell_words::split(&self.config.cback_command).map_err(|err| {
-            Error::usage(format!(
-                "cback command {:?}: cannot split: {err}",
-                self.config.cback_command
-            ))
-        })?;
-        if words.is_empty() {
-            return Err(Error::usage("cback command is empty".to_string()));
-        }
+        let mut words = self.config.cback_command.words().to_vec();
         if full {
             words.push("--full".to_string());
         }
