@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tempfile::TempDir;
 
 use common::*;
@@ -517,22 +516,27 @@ fn a_file_truncated_after_the_copy_is_caught_by_verification() {
     }
 }
 
-/// A byte changed in place (same size) passes the size check; `--verify sha256` catches it,
-/// on `stage` and, from the config's `verify = "sha256"`, on `run`. An honest copy passes.
-#[test]
-fn verify_sha256_catches_a_changed_byte() {
-    let fx = Fx::remote();
-    let (collect, files) = corruption_collect(&fx);
-    let rcp = fx.wrapper_rcp(
+// A byte changed in place (same size) passes the size check; `--verify sha256` catches it,
+// on `stage` and, from the config's `verify = "sha256"`, on `run`. An honest copy passes.
+
+/// An rcp command that copies, then changes two bytes of victim.tar in place and exits 0.
+fn flipping_rcp(fx: &Fx) -> String {
+    fx.wrapper_rcp(
         "flip",
         &damaging_body(
             "printf X | dd of=\"$f\" bs=1 seek=100 conv=notrunc 2>/dev/null; printf Y | dd of=\"$f\" bs=1 seek=101 conv=notrunc 2>/dev/null",
         ),
         false,
-    );
+    )
+}
+
+#[test]
+fn stage_verify_sha256_catches_a_changed_byte() {
+    let fx = Fx::remote();
+    let (collect, _files) = corruption_collect(&fx);
+    let rcp = flipping_rcp(&fx);
     for (mode, opts) in MUX_MODES {
-        let tag = mode.trim_start_matches('-');
-        let target = fx.dir(&format!("target-{tag}"));
+        let target = fx.dir(&format!("target-{}", mode.trim_start_matches('-')));
         let mut all = opts.to_vec();
         all.extend(["--verify", "sha256"]);
         let what = format!("stage --verify sha256 with an rcp that changes a byte ({mode})");
@@ -546,69 +550,100 @@ fn verify_sha256_catches_a_changed_byte() {
             entries(&target),
             out.describe()
         );
+    }
+}
 
-        let honest = fx.dir(&format!("honest-{tag}"));
+#[test]
+fn stage_verify_sha256_passes_an_honest_copy() {
+    let fx = Fx::remote();
+    let (collect, files) = corruption_collect(&fx);
+    for (mode, opts) in MUX_MODES {
+        let honest = fx.dir(&format!("honest-{}", mode.trim_start_matches('-')));
+        let mut all = opts.to_vec();
+        all.extend(["--verify", "sha256"]);
         let what = format!("stage --verify sha256 with the real scp ({mode})");
         let out = fx.stage(&honest, &all, &fx.remote_peer(&collect, &fx.rcp(false)));
         out.expect_code(0, &what);
         assert_holds_exactly(&honest, &files, &what, &out);
     }
+}
 
-    // The pool run: `verify = "sha256"` in the config, and `--verify sha256` on `run`.
+/// A pool of the corruption peer, ready to stage.
+struct VerifyPool {
+    config: PathBuf,
+    collect: PathBuf,
+    /// Where the peer's files go.
+    target: PathBuf,
+    /// What the target should hold after an honest run.
+    files: Files,
+}
+
+/// `verify_line` is among the settings; `rcp` is the peer's rcp command, the real scp if None.
+fn verify_pool(fx: &Fx, verify_line: &str, rcp: Option<&str>) -> VerifyPool {
+    let (collect, mut files) = corruption_collect(fx);
     write_file(&collect.join("cback.collect"), "");
+    files.insert("cback.collect".into(), Vec::new());
     let staging = fx.dir("staging");
     let host = fx.host();
-    let config = |verify_line: &str, rcp: &str| -> PathBuf {
-        write_file(
-            &fx.base().join("pool.toml"),
-            format!(
-                "staging_dir = {}\nworking_dir = {}\nlock_dir = {}\n{verify_line}\n\n[[peer]]\nname = {}\ntype = \"remote\"\ncollect_dir = {}\nrcp_command = {}\nrsh_command = {}\n",
-                q(&p(&staging)),
-                q(&p(&fx.dir("work"))),
-                q(&p(&fx.locks())),
-                q(&host),
-                q(&p(&collect)),
-                q(rcp),
-                q(&fx.rsh()),
-            ),
-        )
-    };
-    let target = staging.join(DAY).join(&host);
+    let rcp = rcp.map_or_else(|| fx.rcp(false), str::to_string);
+    let config = write_file(
+        &fx.base().join("pool.toml"),
+        format!(
+            "{}{verify_line}\n{}",
+            toml_dirs(&staging, &fx.dir("work"), &fx.locks()),
+            remote_peer_toml(&host, &collect, &commands_toml(&rcp, &fx.rsh())),
+        ),
+    );
+    VerifyPool {
+        config,
+        collect,
+        target: staging.join(DAY).join(&host),
+        files,
+    }
+}
 
-    let bad = config("verify = \"sha256\"", &rcp);
+#[test]
+fn run_with_verify_sha256_in_the_config_catches_a_changed_byte() {
+    let fx = Fx::remote();
+    let rcp = flipping_rcp(&fx);
+    let pool = verify_pool(&fx, "verify = \"sha256\"", Some(&rcp));
+    let target = &pool.target;
     let out = run(peerstage().current_dir(fx.cwd()).args([
         "run",
         "--config",
-        &p(&bad),
+        &p(&pool.config),
         "--date",
         DATE,
         "--json",
     ]));
     let what = "run with verify = \"sha256\" and an rcp that changes a byte";
     out.expect_code(1, what);
-    let report: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|err| panic!("{what}: stdout is not JSON: {err}\n{}", out.describe()));
-    let peer = report["peers"]
-        .as_array()
-        .and_then(|peers| peers.iter().find(|peer| peer["peer"] == host.as_str()))
-        .unwrap_or_else(|| panic!("{what}: no peer {host} in {report:#}"));
-    assert_ne!(peer["status"], "T", "{what}: status\n{report:#}");
+    let report = json_of(&out);
+    assert_ne!(
+        peer_report(&report, &fx.host())["status"],
+        "T",
+        "{what}: status\n{report:#}"
+    );
     assert!(
-        regular_files(&target).is_empty() && debris(&target).is_empty(),
+        regular_files(target).is_empty() && debris(target).is_empty(),
         "{what}: staged {:?}\n{}",
-        entries(&target),
+        entries(target),
         out.describe()
     );
     assert!(
-        !collect.join("cback.stage").exists(),
+        !pool.collect.join("cback.stage").exists(),
         "{what}: the peer was told its files were staged"
     );
+}
 
-    let good = config("", &fx.rcp(false));
+#[test]
+fn run_verify_sha256_passes_an_honest_copy() {
+    let fx = Fx::remote();
+    let pool = verify_pool(&fx, "", None);
     let out = run(peerstage().current_dir(fx.cwd()).args([
         "run",
         "--config",
-        &p(&good),
+        &p(&pool.config),
         "--date",
         DATE,
         "--verify",
@@ -616,9 +651,7 @@ fn verify_sha256_catches_a_changed_byte() {
     ]));
     let what = "run --verify sha256 with the real scp";
     out.expect_code(0, what);
-    let mut expected = files.clone();
-    expected.insert("cback.collect".into(), Vec::new());
-    assert_holds_exactly(&target, &expected, what, &out);
+    assert_holds_exactly(&pool.target, &pool.files, what, &out);
 }
 
 // =============================================================================================
@@ -695,9 +728,20 @@ fn a_full_disk_fails_clearly_and_leaves_nothing_partial() {
 // =============================================================================================
 // 3. peerstage killed with SIGKILL mid-stage, then run again
 
-#[test]
-fn a_stage_killed_with_sigkill_is_finished_by_the_rerun() {
-    let fx = Fx::remote();
+/// A stage killed with SIGKILL while its rcp command, done copying, holds on to the copy.
+struct KilledStage {
+    collect: PathBuf,
+    target: PathBuf,
+    /// The collect dir's files.
+    new: Files,
+    /// An earlier run's files in the target: replaced only by complete new ones.
+    old: Files,
+    /// Children of the killed run still alive 3 s later, as `pid: command line`; they have
+    /// been killed since, so that they disturb nothing else.
+    leftovers: Vec<String>,
+}
+
+fn kill_a_stage_mid_copy(fx: &Fx) -> KilledStage {
     let collect = fx.dir("collect");
     let new = write_files(
         &collect,
@@ -708,7 +752,6 @@ fn a_stage_killed_with_sigkill_is_finished_by_the_rerun() {
         ],
     );
     let target = fx.dir("target");
-    // An earlier run's files: replaced only by complete new ones.
     let old = write_files(
         &target,
         &[
@@ -754,8 +797,7 @@ exit $rc"#,
         .lines()
         .map(str::to_string)
         .collect();
-    // The killed run's children end with it: the copy it was waiting for, and its ssh
-    // control master (found by its socket path in /proc).
+    // The copy it was waiting for, and its ssh control master (found by its socket path).
     let leftovers = || {
         let mut pids: Vec<u32> = control_paths
             .iter()
@@ -771,19 +813,45 @@ exit $rc"#,
         thread::sleep(Duration::from_millis(50));
     }
     let left = leftovers();
+    let described = left
+        .iter()
+        .map(|pid| format!("{pid}: {}", cmdline_of(*pid)))
+        .collect();
     for pid in &left {
         kill_pid(*pid);
     }
-    assert!(
-        left.is_empty(),
-        "children of the killed run still alive 3 s later: {}",
-        left.iter()
-            .map(|pid| format!("{pid}: {}", cmdline_of(*pid)))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
+    KilledStage {
+        collect,
+        target,
+        new,
+        old,
+        leftovers: described,
+    }
+}
 
-    // The killed run left nothing partial under a final name (its temp dir may remain).
+#[test]
+fn a_stage_killed_with_sigkill_takes_its_copy_and_ssh_master_with_it() {
+    let fx = Fx::remote();
+    let killed = kill_a_stage_mid_copy(&fx);
+    assert!(
+        killed.leftovers.is_empty(),
+        "children of the killed run still alive 3 s later: {}",
+        killed.leftovers.join("; ")
+    );
+}
+
+#[test]
+fn a_stage_killed_with_sigkill_leaves_nothing_partial_and_the_rerun_finishes_it() {
+    let fx = Fx::remote();
+    let KilledStage {
+        collect,
+        target,
+        new,
+        old,
+        ..
+    } = kill_a_stage_mid_copy(&fx);
+
+    // Its temp dir may remain, but nothing under a final name is partial.
     for name in entries(&target) {
         if name.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
             continue;
@@ -1172,25 +1240,33 @@ fn hostile_indicator_names_are_refused_or_taken_literally() {
     }
 }
 
-#[test]
-fn hostile_peer_names_and_users_are_refused_before_anything_runs() {
-    let fx = Fx::remote();
-    let canary = fx.canary();
-    let t = canary.touch();
+/// A collect dir with the samples and the collect indicator: ready to stage.
+fn ready_collect(fx: &Fx) -> PathBuf {
     let collect = fx.dir("collect");
     write_samples(&collect);
     write_file(&collect.join("cback.collect"), "");
+    collect
+}
+
+/// `args` with the value of `flag` set to `value` (added when `args` has no such flag).
+fn with_value(args: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_string(),
+        None => args.extend([flag.to_string(), value.to_string()]),
+    }
+    args
+}
+
+#[test]
+fn hostile_host_names_are_refused_before_anything_runs() {
+    let fx = Fx::remote();
+    let canary = fx.canary();
+    let t = canary.touch();
+    let collect = ready_collect(&fx);
     let target = fx.dir("target");
     let logins = fx.sshd().logins();
     let good = fx.remote_peer(&collect, &fx.rcp(false));
-    let with = |flag: &str, value: &str| -> Vec<String> {
-        let mut args = good.clone();
-        match args.iter().position(|a| a == flag) {
-            Some(i) => args[i + 1] = value.to_string(),
-            None => args.extend([flag.to_string(), value.to_string()]),
-        }
-        args
-    };
     let hosts = [
         "a;b".to_string(),
         format!("$({t})"),
@@ -1214,11 +1290,27 @@ fn hostile_peer_names_and_users_are_refused_before_anything_runs() {
             } else {
                 Vec::new()
             };
-            let out = fx.run(&[sub], &opts, &with("--host", host), &[]);
+            let out = fx.run(&[sub], &opts, &with_value(&good, "--host", host), &[]);
             out.expect_code(2, &what);
             canary.assert_absent(&what, &out);
         }
     }
+    assert_eq!(
+        fx.sshd().logins(),
+        logins,
+        "peerstage connected with a hostile host"
+    );
+    assert!(entries(&target).is_empty());
+}
+
+#[test]
+fn hostile_remote_users_are_refused_before_anything_runs() {
+    let fx = Fx::remote();
+    let canary = fx.canary();
+    let t = canary.touch();
+    let collect = ready_collect(&fx);
+    let logins = fx.sshd().logins();
+    let good = fx.remote_peer(&collect, &fx.rcp(false));
     let users = [
         format!("-oProxyCommand={t} #"),
         format!("$({t})"),
@@ -1229,18 +1321,30 @@ fn hostile_peer_names_and_users_are_refused_before_anything_runs() {
     ];
     for user in &users {
         let what = format!("check --remote-user {user:?}");
-        let out = fx.run(&["check"], &[], &with("--remote-user", user), &[]);
+        let out = fx.run(
+            &["check"],
+            &[],
+            &with_value(&good, "--remote-user", user),
+            &[],
+        );
         out.expect_code(2, &what);
         canary.assert_absent(&what, &out);
     }
     assert_eq!(
         fx.sshd().logins(),
         logins,
-        "peerstage connected with a hostile host or user"
+        "peerstage connected with a hostile user"
     );
-    assert!(entries(&target).is_empty());
+}
 
-    // Local peer names: plain names work or are refused; names with '/' or '..' are refused.
+/// Plain names work or are refused; names with '/' or '..' are refused, and no lock file is
+/// ever made outside the lock dir.
+#[test]
+fn hostile_local_peer_names_are_refused_or_kept_inside_the_lock_dir() {
+    let fx = Fx::local();
+    let canary = fx.canary();
+    let t = canary.touch();
+    let collect = ready_collect(&fx);
     let local_target = fx.dir("target-local");
     for name in [
         "../x",
@@ -1506,152 +1610,172 @@ fn a_peer_whose_sessions_hang_times_out_over_sftp() {
     assert!(!collect.join("cback.stage").exists());
 }
 
-#[test]
-fn a_peer_that_never_answers_times_out_and_does_not_hold_up_the_run() {
-    needs_tool(SCP, "openssh-client");
-    needs_tool(SSH, "openssh-client");
-    let fx = Fx::local();
-    let silent = Silent::start();
-    // Our own client config: no ConnectTimeout of its own (and a long one on the command
-    // line, which wins over peerstage's), so only --timeout can end the wait.
-    let ssh_config = write_file(
-        &fx.base().join("ssh_config"),
-        "Host *\n  HostName 127.0.0.1\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
-    );
-    let conn = format!(
-        "-F {} -o Port={} -o ConnectTimeout=600",
-        p(&ssh_config),
-        silent.port
-    );
-    let rcp = format!("{SCP} {conn} -B -q -C");
-    let rsh = format!("{SSH} {conn}");
-    let host = unique_name("hung", fx.base());
-    let collect = fx.dir("collect");
-    write_samples(&collect);
-    write_file(&collect.join("cback.collect"), "");
-    let peer = vec![
-        "--host".to_string(),
-        host.clone(),
-        "--collect-dir".into(),
-        p(&collect),
-        "--working-dir".into(),
-        p(&fx.dir("work")),
-        "--rcp-command".into(),
-        rcp.clone(),
-        "--rsh-command".into(),
-        rsh.clone(),
-    ];
+/// A peerstage run in a thread of the test: its output and how long it took.
+type Job = thread::JoinHandle<(Out, Duration)>;
 
-    // A pool: the hung peer and a good local one.
-    let good = fx.dir("good");
-    let good_files = write_files(&good, &[named("good.tar", b"good\n")]);
-    write_file(&good.join("cback.collect"), "");
-    let staging = fx.dir("staging");
-    let config = write_file(
-        &fx.base().join("pool.toml"),
-        format!(
-            "staging_dir = {}\nworking_dir = {}\nlock_dir = {}\n\n[[peer]]\nname = \"good\"\ntype = \"local\"\ncollect_dir = {}\n\n[[peer]]\nname = {}\ntype = \"remote\"\ncollect_dir = {}\nrcp_command = {}\nrsh_command = {}\n",
-            q(&p(&staging)),
-            q(&p(&fx.dir("work"))),
-            q(&p(&fx.base().join("locks-run"))),
-            q(&p(&good)),
-            q(&host),
-            q(&p(&collect)),
-            q(&rcp),
-            q(&rsh),
-        ),
-    );
+/// A remote peer on a loopback port that accepts connections and never answers, and a pool of
+/// it and a good local peer.
+struct NeverAnswers {
+    fx: Fx,
+    /// Kept for as long as the peer must keep not answering.
+    _silent: Silent,
+    host: String,
+    /// PEER arguments of the peer that never answers.
+    peer: Vec<String>,
+    good_files: Files,
+    staging: PathBuf,
+    config: PathBuf,
+}
 
-    // Everything at once, each with its own lock dir, to keep the test short.
-    let mut jobs = Vec::new();
-    for (mode, opts) in MUX_MODES {
-        for sub in ["check", "stage"] {
+impl NeverAnswers {
+    fn new() -> NeverAnswers {
+        needs_tool(SCP, "openssh-client");
+        needs_tool(SSH, "openssh-client");
+        let fx = Fx::local();
+        let silent = Silent::start();
+        // Our own client config: no ConnectTimeout of its own (and a long one on the command
+        // line, which wins over peerstage's), so only --timeout can end the wait.
+        let ssh_config = write_file(
+            &fx.base().join("ssh_config"),
+            "Host *\n  HostName 127.0.0.1\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+        );
+        let conn = format!(
+            "-F {} -o Port={} -o ConnectTimeout=600",
+            p(&ssh_config),
+            silent.port
+        );
+        let rcp = format!("{SCP} {conn} -B -q -C");
+        let rsh = format!("{SSH} {conn}");
+        let host = unique_name("hung", fx.base());
+        let collect = fx.dir("collect");
+        write_samples(&collect);
+        write_file(&collect.join("cback.collect"), "");
+        let peer = remote_peer_args(&host, &collect, &fx.dir("work"), &rcp, &rsh);
+
+        let good = fx.dir("good");
+        let good_files = write_files(&good, &[named("good.tar", b"good\n")]);
+        write_file(&good.join("cback.collect"), "");
+        let staging = fx.dir("staging");
+        let config = write_file(
+            &fx.base().join("pool.toml"),
+            format!(
+                "{}{}{}",
+                toml_dirs(&staging, &fx.dir("work"), &fx.base().join("locks-run")),
+                local_peer_toml("good", &good, ""),
+                remote_peer_toml(&host, &collect, &commands_toml(&rcp, &rsh)),
+            ),
+        );
+        NeverAnswers {
+            fx,
+            _silent: silent,
+            host,
+            peer,
+            good_files,
+            staging,
+            config,
+        }
+    }
+
+    /// Starts `peerstage ARGS` in a thread, timing it, so that the runs of a test wait out
+    /// their timeouts together.
+    fn start(&self, args: Vec<String>) -> Job {
+        let cwd = self.fx.cwd();
+        thread::spawn(move || {
+            let clock = Instant::now();
+            let out = run(peerstage().current_dir(cwd).args(&args));
+            (out, clock.elapsed())
+        })
+    }
+
+    /// `SUB --timeout 5` of the peer alone, shared and not, each with a lock dir of its own;
+    /// with the target dir each may stage into.
+    fn start_single_peer(&self, sub: &str) -> Vec<(String, PathBuf, Job)> {
+        let mut jobs = Vec::new();
+        for (mode, opts) in MUX_MODES {
             let tag = format!("{sub}{}", mode.replace('-', ""));
-            let target = fx.dir(&format!("target-{tag}"));
+            let target = self.fx.dir(&format!("target-{tag}"));
             let mut args = vec![
                 sub.to_string(),
                 "--timeout".into(),
                 "5".into(),
                 "--lock-dir".into(),
-                p(&fx.base().join(format!("locks-{tag}"))),
+                p(&self.fx.base().join(format!("locks-{tag}"))),
             ];
             args.extend(strings(opts));
             if sub == "stage" {
                 args.extend(["--target".to_string(), p(&target)]);
             }
-            args.extend(peer.clone());
-            let cwd = fx.cwd();
-            jobs.push((
-                format!("{sub} of a peer that never answers ({mode})"),
-                Some(target),
-                thread::spawn(move || {
-                    let clock = Instant::now();
-                    let out = run(peerstage().current_dir(cwd).args(&args));
-                    (out, clock.elapsed())
-                }),
-            ));
+            args.extend(self.peer.clone());
+            let what = format!("{sub} of a peer that never answers ({mode})");
+            jobs.push((what, target, self.start(args)));
         }
+        jobs
     }
-    let run_args = vec![
-        "run".to_string(),
-        "--config".into(),
-        p(&config),
-        "--date".into(),
-        DATE.into(),
-        "--timeout".into(),
-        "5".into(),
-        "--json".into(),
-    ];
-    let cwd = fx.cwd();
-    jobs.push((
-        "run with a peer that never answers and a good one".to_string(),
-        None,
-        thread::spawn(move || {
-            let clock = Instant::now();
-            let out = run(peerstage().current_dir(cwd).args(&run_args));
-            (out, clock.elapsed())
-        }),
-    ));
 
-    for (what, target, job) in jobs {
-        let (out, took) = job.join().expect("job thread");
+    #[track_caller]
+    fn assert_in_time(&self, what: &str, out: &Out, took: Duration) {
         assert!(
             took < Duration::from_secs(15),
             "{what}: took {took:?} with --timeout 5\n{}",
             out.describe()
         );
-        match target {
-            Some(target) => {
-                out.expect_code(69, &what)
-                    .expect_one_error_line(&what)
-                    .expect_stderr_contains(&host, &what);
-                assert!(
-                    entries(&target).is_empty(),
-                    "{what}: the target holds {:?}",
-                    entries(&target)
-                );
-            }
-            None => {
-                out.expect_code(1, &what);
-                let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|err| {
-                    panic!("{what}: stdout is not JSON: {err}\n{}", out.describe())
-                });
-                let status = |name: &str| {
-                    report["peers"]
-                        .as_array()
-                        .and_then(|peers| peers.iter().find(|peer| peer["peer"] == name))
-                        .map(|peer| peer["status"].clone())
-                        .unwrap_or(Value::Null)
-                };
-                assert_eq!(status("good"), "T", "{what}: good peer\n{report:#}");
-                assert_eq!(status(&host), "f", "{what}: hung peer\n{report:#}");
-                let mut expected = good_files.clone();
-                expected.insert("cback.collect".into(), Vec::new());
-                assert_holds_exactly(&staging.join(DAY).join("good"), &expected, &what, &out);
-            }
-        }
     }
-    drop(silent);
+
+    /// Ended by --timeout as unreachable, naming the peer, having staged nothing.
+    #[track_caller]
+    fn assert_timed_out(&self, what: &str, target: &Path, job: Job) {
+        let (out, took) = job.join().expect("job thread");
+        self.assert_in_time(what, &out, took);
+        out.expect_code(69, what)
+            .expect_one_error_line(what)
+            .expect_stderr_contains(&self.host, what);
+        assert!(
+            entries(target).is_empty(),
+            "{what}: the target holds {:?}",
+            entries(target)
+        );
+    }
+}
+
+#[test]
+fn a_check_of_a_peer_that_never_answers_times_out() {
+    let hung = NeverAnswers::new();
+    for (what, target, job) in hung.start_single_peer("check") {
+        hung.assert_timed_out(&what, &target, job);
+    }
+}
+
+#[test]
+fn a_stage_of_a_peer_that_never_answers_times_out_and_stages_nothing() {
+    let hung = NeverAnswers::new();
+    for (what, target, job) in hung.start_single_peer("stage") {
+        hung.assert_timed_out(&what, &target, job);
+    }
+}
+
+#[test]
+fn a_peer_that_never_answers_does_not_hold_up_the_run() {
+    let hung = NeverAnswers::new();
+    let job = hung.start(vec![
+        "run".to_string(),
+        "--config".into(),
+        p(&hung.config),
+        "--date".into(),
+        DATE.into(),
+        "--timeout".into(),
+        "5".into(),
+        "--json".into(),
+    ]);
+    let what = "run with a peer that never answers and a good one";
+    let (out, took) = job.join().expect("job thread");
+    hung.assert_in_time(what, &out, took);
+    out.expect_code(1, what);
+    let report = json_of(&out);
+    assert_status(&report, "good", "T");
+    assert_status(&report, &hung.host, "f");
+    let mut expected = hung.good_files.clone();
+    expected.insert("cback.collect".into(), Vec::new());
+    assert_holds_exactly(&hung.staging.join(DAY).join("good"), &expected, what, &out);
 }
 
 // =============================================================================================

@@ -244,98 +244,137 @@ fn stage_empty_collect_dir_fails() {
     assert!(list_dir(&pool.target).is_empty());
 }
 
-#[test]
-fn stage_bad_input_exits_2_and_changes_nothing() {
-    let pool = pool();
-    write_samples(&pool.collect);
+/// Runs `peerstage ARGS --name NAME` from the pool's dir, where ARGS hold exactly one bad
+/// value, and asserts that it exits 2 with an error message and creates or changes nothing.
+#[track_caller]
+fn assert_bad_input_refused(pool: &Pool, what: &str, args: &[&str]) {
     let base = pool.dir.path();
-    let target = p(&pool.target);
-    let collect = p(&pool.collect);
-    let missing = p(&base.join("no-such-staging"));
-
-    // Each case: (what, args). Paths are valid except the one under test.
-    let cases: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "relative target",
-            vec!["stage", "--target", "staging", "--collect-dir", &collect],
-        ),
-        (
-            "missing target",
-            vec!["stage", "--target", &missing, "--collect-dir", &collect],
-        ),
-        (
-            // `collect` exists relative to the cwd, so only its relativeness is wrong.
-            "relative collect dir",
-            vec!["stage", "--target", &target, "--collect-dir", "collect"],
-        ),
-        (
-            "mode 0999",
-            vec![
-                "stage",
-                "--target",
-                &target,
-                "--collect-dir",
-                &collect,
-                "--mode",
-                "0999",
-            ],
-        ),
-        (
-            "mode abc",
-            vec![
-                "stage",
-                "--target",
-                &target,
-                "--collect-dir",
-                &collect,
-                "--mode",
-                "abc",
-            ],
-        ),
-        (
-            "unknown owner user",
-            vec![
-                "stage",
-                "--target",
-                &target,
-                "--collect-dir",
-                &collect,
-                "--owner",
-                "no-such-user-peerstage",
-            ],
-        ),
-        (
-            "unknown owner group",
-            vec![
-                "stage",
-                "--target",
-                &target,
-                "--collect-dir",
-                &collect,
-                "--owner",
-                "root:no-such-group-peerstage",
-            ],
-        ),
-    ];
-    for (what, args) in cases {
-        let out = run(peerstage()
-            .current_dir(base)
-            .args(&args)
-            .args(["--name", &pool.name]));
-        out.expect_code(2, what);
-        assert!(!out.stderr.trim().is_empty(), "{what}: no error message");
-        assert!(list_dir(&pool.target).is_empty(), "{what}: target changed");
-        assert!(!base.join("no-such-staging").exists(), "{what}: created");
-        assert!(!base.join("staging").join("staging").exists(), "{what}");
-    }
+    let out = run(peerstage()
+        .current_dir(base)
+        .args(args)
+        .args(["--name", &pool.name]));
+    out.expect_code(2, what);
+    assert!(!out.stderr.trim().is_empty(), "{what}: no error message");
+    assert!(list_dir(&pool.target).is_empty(), "{what}: target changed");
+    assert!(!base.join("no-such-staging").exists(), "{what}: created");
+    assert!(!base.join("staging").join("staging").exists(), "{what}");
     assert_eq!(
         list_dir(base),
         ["collect", "staging"],
-        "nothing was created beside the pool"
+        "{what}: nothing was created beside the pool"
     );
+}
 
-    // The errors that are not command-line syntax are one line naming the path.
-    let out = run(peerstage().current_dir(base).args([
+/// A pool with samples to stage, and the paths its bad-input cases are made of.
+struct BadInput {
+    pool: Pool,
+    target: String,
+    collect: String,
+    /// A target dir that does not exist.
+    missing: String,
+}
+
+fn bad_input() -> BadInput {
+    let pool = pool();
+    write_samples(&pool.collect);
+    BadInput {
+        target: p(&pool.target),
+        collect: p(&pool.collect),
+        missing: p(&pool.dir.path().join("no-such-staging")),
+        pool,
+    }
+}
+
+#[test]
+fn stage_with_a_relative_or_missing_target_exits_2_and_changes_nothing() {
+    let BadInput {
+        pool,
+        collect,
+        missing,
+        ..
+    } = bad_input();
+    for (what, args) in [
+        (
+            "relative target",
+            ["stage", "--target", "staging", "--collect-dir", &collect],
+        ),
+        (
+            "missing target",
+            ["stage", "--target", &missing, "--collect-dir", &collect],
+        ),
+    ] {
+        assert_bad_input_refused(&pool, what, &args);
+    }
+}
+
+#[test]
+fn stage_with_a_relative_collect_dir_exits_2_and_changes_nothing() {
+    let BadInput { pool, target, .. } = bad_input();
+    // `collect` exists relative to the cwd, so only its relativeness is wrong.
+    assert_bad_input_refused(
+        &pool,
+        "relative collect dir",
+        &["stage", "--target", &target, "--collect-dir", "collect"],
+    );
+}
+
+#[test]
+fn stage_with_a_bad_mode_exits_2_and_changes_nothing() {
+    let BadInput {
+        pool,
+        target,
+        collect,
+        ..
+    } = bad_input();
+    for (what, mode) in [("mode 0999", "0999"), ("mode abc", "abc")] {
+        let args = [
+            "stage",
+            "--target",
+            &target,
+            "--collect-dir",
+            &collect,
+            "--mode",
+            mode,
+        ];
+        assert_bad_input_refused(&pool, what, &args);
+    }
+}
+
+#[test]
+fn stage_with_an_unknown_owner_exits_2_and_changes_nothing() {
+    let BadInput {
+        pool,
+        target,
+        collect,
+        ..
+    } = bad_input();
+    for (what, owner) in [
+        ("unknown owner user", "no-such-user-peerstage"),
+        ("unknown owner group", "root:no-such-group-peerstage"),
+    ] {
+        let args = [
+            "stage",
+            "--target",
+            &target,
+            "--collect-dir",
+            &collect,
+            "--owner",
+            owner,
+        ];
+        assert_bad_input_refused(&pool, what, &args);
+    }
+}
+
+/// The errors that are not command-line syntax are one line naming the path.
+#[test]
+fn a_missing_target_is_one_error_line_naming_it() {
+    let BadInput {
+        pool,
+        collect,
+        missing,
+        ..
+    } = bad_input();
+    let out = run(peerstage().current_dir(pool.dir.path()).args([
         "stage",
         "--target",
         &missing,

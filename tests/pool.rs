@@ -264,139 +264,146 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-#[test]
-fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
-    let fx = Fx::with_sshd();
-    let sshd = fx.sshd();
-    let locals = [fx.unique("local-a"), fx.unique("local-b")];
-    let remotes = [
-        fx.unique("remote-a"),
-        fx.unique("remote-b"),
-        fx.unique("remote-c"),
-    ];
-    let all: Vec<&String> = locals.iter().chain(remotes.iter()).collect();
-    // The backup user and group: whoever runs the tests, so that ssh logs in as them.
-    let id = |flag: &str| {
-        let out = run(std::process::Command::new("id").arg(flag));
-        out.expect_code(0, "id");
-        out.stdout.trim().to_string()
-    };
-    let (user, group) = (id("-un"), id("-gn"));
-    let mut collects = BTreeMap::new();
-    for name in &all {
-        collects.insert(name.to_string(), fx.ready(name));
+/// One pool of two local and three remote peers, all ready, written as a cback3.conf and as
+/// the equivalent native TOML.
+struct CedarPool {
+    fx: Fx,
+    /// The local peers, then the remote ones.
+    all: Vec<String>,
+    collects: BTreeMap<String, PathBuf>,
+    xml: PathBuf,
+    toml: PathBuf,
+}
+
+impl CedarPool {
+    fn new() -> CedarPool {
+        let fx = Fx::with_sshd();
+        let sshd = fx.sshd();
+        let locals = [fx.unique("local-a"), fx.unique("local-b")];
+        let remotes = [
+            fx.unique("remote-a"),
+            fx.unique("remote-b"),
+            fx.unique("remote-c"),
+        ];
+        let all: Vec<String> = locals.iter().chain(remotes.iter()).cloned().collect();
+        // The backup user and group: whoever runs the tests, so that ssh logs in as them.
+        let id = |flag: &str| {
+            let out = run(std::process::Command::new("id").arg(flag));
+            out.expect_code(0, "id");
+            out.stdout.trim().to_string()
+        };
+        let (user, group) = (id("-un"), id("-gn"));
+        let mut collects = BTreeMap::new();
+        for name in &all {
+            collects.insert(name.to_string(), fx.ready(name));
+        }
+
+        let mut xml_peers = String::new();
+        // Interleaved: Cedar stages the local peers first whatever the order in the file, so
+        // this reads the same as the TOML below, which lists them first.
+        for (name, kind) in [
+            (&remotes[0], "remote"),
+            (&locals[0], "local"),
+            (&remotes[1], "remote"),
+            (&locals[1], "local"),
+            (&remotes[2], "remote"),
+        ] {
+            xml_peers += &format!(
+                "      <peer>\n         <name>{name}</name>\n         <type>{kind}</type>\n         \
+                 <collect_dir>{}</collect_dir>\n         <ignore_failures>none</ignore_failures>\n      \
+                 </peer>\n",
+                xml_escape(&p(&collects[name.as_str()]))
+            );
+        }
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<cb_config>\n   <options>\n      \
+             <starting_day>monday</starting_day>\n      <working_dir>{work}</working_dir>\n      \
+             <backup_user>{user}</backup_user>\n      <backup_group>{group}</backup_group>\n      \
+             <rcp_command>{rcp}</rcp_command>\n      <rsh_command>{rsh}</rsh_command>\n      \
+             <pre_action_hook>\n         <action>collect</action>\n         \
+             <command>/bin/false</command>\n      </pre_action_hook>\n      \
+             <pre_action_hook>\n         <action>stage</action>\n         \
+             <command>/bin/true</command>\n      </pre_action_hook>\n      \
+             <post_action_hook>\n         <action>stage</action>\n         \
+             <command>/bin/true</command>\n      </post_action_hook>\n   </options>\n   \
+             <stage>\n      <staging_dir>{staging}</staging_dir>\n{xml_peers}   </stage>\n\
+             </cb_config>\n",
+            work = xml_escape(&p(&fx.work())),
+            rcp = xml_escape(&sshd.rcp_command()),
+            rsh = xml_escape(&sshd.rsh_command()),
+            staging = xml_escape(&p(&fx.staging())),
+            user = xml_escape(&user),
+            group = xml_escape(&group),
+        );
+        let xml = fx.write_config("cback3.conf", &xml);
+
+        // The same pool in the native format; like cback3.conf it names no lock dir. Cedar's
+        // backup_user is the remote user of remote peers, and when running as root also the
+        // local user their copies run as.
+        let local_user = if is_root() {
+            format!("local_user = {}\n", q(&user))
+        } else {
+            String::new()
+        };
+        let mut toml = format!(
+            "staging_dir = {}\nworking_dir = {}\nbackup_user = {user_q}\nbackup_group = {group_q}\n\
+             starting_day = \"monday\"\n\n[defaults]\nrcp_command = {}\nrsh_command = {}\n\
+             remote_user = {user_q}\n{local_user}\n\
+             [hooks]\nrun_start = [\"/bin/true\"]\nrun_end = [\"/bin/true\"]\n",
+            q(&p(&fx.staging())),
+            q(&p(&fx.work())),
+            q(&sshd.rcp_command()),
+            q(&sshd.rsh_command()),
+            user_q = q(&user),
+            group_q = q(&group),
+        );
+        for name in &locals {
+            toml += &local_peer_toml(
+                name,
+                &collects[name.as_str()],
+                "ignore_failures = \"none\"\n",
+            );
+        }
+        for name in &remotes {
+            toml += &remote_peer_toml(
+                name,
+                &collects[name.as_str()],
+                "ignore_failures = \"none\"\n",
+            );
+        }
+        let toml = fx.write_config("pool.toml", &toml);
+        CedarPool {
+            fx,
+            all,
+            collects,
+            xml,
+            toml,
+        }
     }
 
-    let mut xml_peers = String::new();
-    // Interleaved: Cedar stages the local peers first whatever the order in the file, so
-    // this reads the same as the TOML below, which lists them first.
-    for (name, kind) in [
-        (&remotes[0], "remote"),
-        (&locals[0], "local"),
-        (&remotes[1], "remote"),
-        (&locals[1], "local"),
-        (&remotes[2], "remote"),
-    ] {
-        xml_peers += &format!(
-            "      <peer>\n         <name>{name}</name>\n         <type>{kind}</type>\n         \
-             <collect_dir>{}</collect_dir>\n         <ignore_failures>none</ignore_failures>\n      \
-             </peer>\n",
-            xml_escape(&p(&collects[name.as_str()]))
-        );
-    }
-    let xml = format!(
-        "<?xml version=\"1.0\"?>\n<cb_config>\n   <options>\n      \
-         <starting_day>monday</starting_day>\n      <working_dir>{work}</working_dir>\n      \
-         <backup_user>{user}</backup_user>\n      <backup_group>{group}</backup_group>\n      \
-         <rcp_command>{rcp}</rcp_command>\n      <rsh_command>{rsh}</rsh_command>\n      \
-         <pre_action_hook>\n         <action>collect</action>\n         \
-         <command>/bin/false</command>\n      </pre_action_hook>\n      \
-         <pre_action_hook>\n         <action>stage</action>\n         \
-         <command>/bin/true</command>\n      </pre_action_hook>\n      \
-         <post_action_hook>\n         <action>stage</action>\n         \
-         <command>/bin/true</command>\n      </post_action_hook>\n   </options>\n   \
-         <stage>\n      <staging_dir>{staging}</staging_dir>\n{xml_peers}   </stage>\n\
-         </cb_config>\n",
-        work = xml_escape(&p(&fx.work())),
-        rcp = xml_escape(&sshd.rcp_command()),
-        rsh = xml_escape(&sshd.rsh_command()),
-        staging = xml_escape(&p(&fx.staging())),
-        user = xml_escape(&user),
-        group = xml_escape(&group),
-    );
-    let xml_path = fx.write_config("cback3.conf", &xml);
-
-    // The same pool in the native format; like cback3.conf it names no lock dir. Cedar's
-    // backup_user is the remote user of remote peers, and when running as root also the local
-    // user their copies run as.
-    let local_user = if is_root() {
-        format!("local_user = {}\n", q(&user))
-    } else {
-        String::new()
-    };
-    let mut toml = format!(
-        "staging_dir = {}\nworking_dir = {}\nbackup_user = {user_q}\nbackup_group = {group_q}\n\
-         starting_day = \"monday\"\n\n[defaults]\nrcp_command = {}\nrsh_command = {}\n\
-         remote_user = {user_q}\n{local_user}\n\
-         [hooks]\nrun_start = [\"/bin/true\"]\nrun_end = [\"/bin/true\"]\n",
-        q(&p(&fx.staging())),
-        q(&p(&fx.work())),
-        q(&sshd.rcp_command()),
-        q(&sshd.rsh_command()),
-        user_q = q(&user),
-        group_q = q(&group),
-    );
-    for name in &locals {
-        toml += &local_peer_toml(
-            name,
-            &collects[name.as_str()],
-            "ignore_failures = \"none\"\n",
-        );
-    }
-    for name in &remotes {
-        toml += &remote_peer_toml(
-            name,
-            &collects[name.as_str()],
-            "ignore_failures = \"none\"\n",
-        );
-    }
-    let toml_path = fx.write_config("pool.toml", &toml);
-
-    for config in [&xml_path, &toml_path] {
-        ps(&["config", "check", "--config", &p(config)])
-            .expect_code(0, &format!("config check {}", config.display()));
-    }
-    // `config show` of both reads the same settings (but for the comment naming the source).
-    let show = |config: &Path| -> String {
+    /// What `config show` prints for `config`.
+    #[track_caller]
+    fn show(&self, config: &Path) -> String {
         let out = ps(&["config", "show", "--config", &p(config)]);
         out.expect_code(0, &format!("config show {}", config.display()));
         out.stdout
-    };
-    let shown_xml = show(&xml_path);
-    let settings = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(
-        settings(&shown_xml),
-        settings(&show(&toml_path)),
-        "config show of cback3.conf and of the equivalent TOML differ"
-    );
-    let shown_path = fx.write_config("shown.toml", &shown_xml);
+    }
 
-    let expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = collects
-        .iter()
-        .map(|(name, dir)| (name.clone(), files_by_name(dir)))
-        .collect();
-    let lock_dir = p(&fx.lock_dir());
-    let mut results = Vec::new();
-    for (what, config) in [
-        ("cback3.conf", &xml_path),
-        ("native TOML", &toml_path),
-        ("config show output", &shown_path),
-    ] {
+    /// The `config show` output of the cback3.conf, as a config file of its own.
+    fn shown(&self) -> PathBuf {
+        self.fx.write_config("shown.toml", &self.show(&self.xml))
+    }
+
+    /// Runs the pool from `config` and checks all it did, then moves the staged day aside (to
+    /// the path returned) and removes the stage indicators, so that a next run starts over.
+    #[track_caller]
+    fn run_and_check(&self, what: &str, config: &Path) -> PathBuf {
+        let (fx, sshd, all, collects) = (&self.fx, self.fx.sshd(), &self.all, &self.collects);
+        let expected: BTreeMap<String, BTreeMap<String, Vec<u8>>> = collects
+            .iter()
+            .map(|(name, dir)| (name.clone(), files_by_name(dir)))
+            .collect();
+        let lock_dir = p(&fx.lock_dir());
         let logins = sshd.logins();
         // cback3.conf cannot name a lock dir: keep the locks in the temp dir all the same.
         let out = run_pool(config, &["--json", "--lock-dir", &lock_dir]);
@@ -407,7 +414,7 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
         assert_eq!(report["daily_dir"], p(&fx.daily()).as_str(), "{what}");
         let mut total_files = 0;
         let mut total_bytes = 0;
-        for name in &all {
+        for name in all {
             let entry = peer_report(&report, name);
             let files = &expected[name.as_str()];
             let bytes: usize = files.values().map(Vec::len).sum();
@@ -450,7 +457,7 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
             "{what}: the report file differs from the --json output"
         );
         // The daily dir holds the peers, the master indicator and the report; nothing else.
-        let mut want: Vec<String> = all.iter().map(|name| name.to_string()).collect();
+        let mut want: Vec<String> = all.clone();
         want.push("cback.stage".into());
         want.push("peerstage-report.json".into());
         want.sort();
@@ -466,15 +473,71 @@ fn pool_from_cback3_conf_toml_and_config_show_stages_the_same() {
             "{what}: no run lock in --lock-dir {lock_dir}"
         );
 
-        // Keep this run's result, and make the collect dirs as they were for the next run.
-        let keep = fx.base().join(format!("result-{}", results.len()));
+        let keep = fx.base().join(format!("result-{}", what.replace(' ', "-")));
         fs::rename(fx.staging().join("2026"), &keep).expect("move the staged day aside");
         for dir in collects.values() {
             fs::remove_file(dir.join("cback.stage")).expect("remove stage indicator");
         }
-        results.push(keep);
+        keep
     }
-    for name in &all {
+}
+
+/// A config's lines but for comments (`config show` names its source in one).
+fn settings(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn config_check_accepts_a_cback3_conf_and_the_equivalent_toml() {
+    let pool = CedarPool::new();
+    for config in [&pool.xml, &pool.toml] {
+        ps(&["config", "check", "--config", &p(config)])
+            .expect_code(0, &format!("config check {}", config.display()));
+    }
+}
+
+#[test]
+fn config_show_reads_the_same_pool_from_cback3_conf_and_from_the_toml() {
+    let pool = CedarPool::new();
+    assert_eq!(
+        settings(&pool.show(&pool.xml)),
+        settings(&pool.show(&pool.toml)),
+        "config show of cback3.conf and of the equivalent TOML differ"
+    );
+}
+
+#[test]
+fn a_pool_from_cback3_conf_stages_every_peer() {
+    let pool = CedarPool::new();
+    pool.run_and_check("cback3.conf", &pool.xml);
+}
+
+#[test]
+fn a_pool_from_the_equivalent_toml_stages_every_peer() {
+    let pool = CedarPool::new();
+    pool.run_and_check("native TOML", &pool.toml);
+}
+
+#[test]
+fn a_pool_from_config_show_output_stages_every_peer() {
+    let pool = CedarPool::new();
+    let shown = pool.shown();
+    pool.run_and_check("config show output", &shown);
+}
+
+#[test]
+fn cback3_conf_toml_and_config_show_output_stage_the_same_files() {
+    let pool = CedarPool::new();
+    let shown = pool.shown();
+    let results = [
+        pool.run_and_check("cback3.conf", &pool.xml),
+        pool.run_and_check("native TOML", &pool.toml),
+        pool.run_and_check("config show output", &shown),
+    ];
+    for name in &pool.all {
         let first = files_by_name(&results[0].join("11/21").join(name));
         for other in &results[1..] {
             assert!(
@@ -1131,50 +1194,94 @@ fn sigterm_ends_a_run_waiting_for_the_lock() {
 // ---------------------------------------------------------------------------------------------
 // 6 + 7: hooks and --json
 
-#[test]
-fn hooks_see_the_job_and_json_stays_pure() {
-    let fx = Fx::local();
-    let out_dir = mkdir(&fx.base().join("hook-out"));
-    let first = fx.ready("first");
-    let second = fx.collect("second");
-    write_file(&second.join("only.tar"), "x".repeat(1000));
-    write_file(&second.join("cback.collect"), "");
-    let hooks = [
-        hook("run_start", &[env_hook(&out_dir, "run_start", false)]),
-        hook("pre_peer", &[env_hook(&out_dir, "pre_peer", true)]),
-        hook("post_peer", &[env_hook(&out_dir, "post_peer", true)]),
-        hook("run_end", &[env_hook(&out_dir, "run_end", false)]),
-    ]
-    .concat();
-    let config = fx.write_config(
-        "pool.toml",
-        &fx.toml(
-            "",
-            &hooks,
-            &[
-                local_peer_toml("first", &first, ""),
-                local_peer_toml("second", &second, ""),
-            ],
-        ),
-    );
-    let expected: BTreeMap<&str, BTreeMap<String, Vec<u8>>> = [
-        ("first", files_by_name(&first)),
-        ("second", files_by_name(&second)),
-    ]
-    .into_iter()
-    .collect();
+/// Two ready local peers, `first` and `second`, and a hook on every event that dumps its
+/// PEERSTAGE_ variables into a file of `out_dir` (see `env_hook`).
+struct HookedPool {
+    fx: Fx,
+    out_dir: PathBuf,
+    config: PathBuf,
+    /// Each peer's files, as staged.
+    expected: BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>,
+}
 
-    let out = run_pool(&config, &["--json"]);
-    out.expect_code(0, "run with hooks");
+impl HookedPool {
+    fn new() -> HookedPool {
+        let fx = Fx::local();
+        let out_dir = mkdir(&fx.base().join("hook-out"));
+        let first = fx.ready("first");
+        let second = fx.collect("second");
+        write_file(&second.join("only.tar"), "x".repeat(1000));
+        write_file(&second.join("cback.collect"), "");
+        let hooks = [
+            hook("run_start", &[env_hook(&out_dir, "run_start", false)]),
+            hook("pre_peer", &[env_hook(&out_dir, "pre_peer", true)]),
+            hook("post_peer", &[env_hook(&out_dir, "post_peer", true)]),
+            hook("run_end", &[env_hook(&out_dir, "run_end", false)]),
+        ]
+        .concat();
+        let config = fx.write_config(
+            "pool.toml",
+            &fx.toml(
+                "",
+                &hooks,
+                &[
+                    local_peer_toml("first", &first, ""),
+                    local_peer_toml("second", &second, ""),
+                ],
+            ),
+        );
+        let expected = [
+            ("first", files_by_name(&first)),
+            ("second", files_by_name(&second)),
+        ]
+        .into_iter()
+        .collect();
+        HookedPool {
+            fx,
+            out_dir,
+            config,
+            expected,
+        }
+    }
+
+    /// `run --json`, which must succeed.
+    #[track_caller]
+    fn run_json(&self) -> Out {
+        let out = run_pool(&self.config, &["--json"]);
+        out.expect_code(0, "run with hooks");
+        out
+    }
+
+    /// The variables the hook of `event` (of `peer`, for a peer's hooks) saw.
+    #[track_caller]
+    fn env(&self, event: &str, peer: Option<&str>) -> BTreeMap<String, String> {
+        let file = match peer {
+            Some(peer) => format!("{event}-{peer}.env"),
+            None => format!("{event}.env"),
+        };
+        env_file(&self.out_dir.join(file))
+    }
+}
+
+#[test]
+fn hook_output_stays_out_of_the_json_report() {
+    let pool = HookedPool::new();
+    let out = pool.run_json();
     assert!(
         !out.stdout.contains("hook noise"),
         "hook output reached stdout\n{}",
         out.describe()
     );
-    let report = json_of(&out);
-    let daily = p(&fx.daily());
+    json_of(&out);
+}
 
-    let start = env_file(&out_dir.join("run_start.env"));
+#[test]
+fn run_start_and_run_end_hooks_see_the_job() {
+    let pool = HookedPool::new();
+    let report = json_of(&pool.run_json());
+    let daily = p(&pool.fx.daily());
+
+    let start = pool.env("run_start", None);
     assert_var(&start, "PEERSTAGE_EVENT", "run-start", "run_start");
     assert_var(&start, "PEERSTAGE_DAILY_DIR", &daily, "run_start");
     assert!(
@@ -1182,23 +1289,42 @@ fn hooks_see_the_job_and_json_stays_pure() {
         "run_start: {start:#?}"
     );
 
-    let mut total_files = 0;
-    let mut total_bytes = 0;
-    for (name, files) in &expected {
+    let total_files: usize = pool.expected.values().map(BTreeMap::len).sum();
+    let total_bytes: usize = pool
+        .expected
+        .values()
+        .flat_map(BTreeMap::values)
+        .map(Vec::len)
+        .sum();
+    let end = pool.env("run_end", None);
+    assert_var(&end, "PEERSTAGE_EVENT", "run-end", "run_end");
+    assert_var(&end, "PEERSTAGE_STATUS", "T", "run_end");
+    assert_var(&end, "PEERSTAGE_FILES", &total_files.to_string(), "run_end");
+    assert_var(&end, "PEERSTAGE_BYTES", &total_bytes.to_string(), "run_end");
+    assert_var(&end, "PEERSTAGE_DAILY_DIR", &daily, "run_end");
+    assert_eq!(report["files"], total_files);
+    assert_eq!(report["bytes"], total_bytes);
+    assert!(report["seconds"].as_f64().is_some_and(|s| s >= 0.0));
+}
+
+#[test]
+fn pre_and_post_peer_hooks_see_their_peer() {
+    let pool = HookedPool::new();
+    let report = json_of(&pool.run_json());
+    let daily = p(&pool.fx.daily());
+    for (name, files) in &pool.expected {
         let count = files.len();
         let bytes: usize = files.values().map(Vec::len).sum();
-        total_files += count;
-        total_bytes += bytes;
-        let target = p(&fx.target(name));
+        let target = p(&pool.fx.target(name));
 
-        let pre = env_file(&out_dir.join(format!("pre_peer-{name}.env")));
+        let pre = pool.env("pre_peer", Some(name));
         let what = format!("pre_peer of {name}");
         assert_var(&pre, "PEERSTAGE_EVENT", "pre-peer", &what);
         assert_var(&pre, "PEERSTAGE_PEER", name, &what);
         assert_var(&pre, "PEERSTAGE_TARGET_DIR", &target, &what);
         assert_var(&pre, "PEERSTAGE_DAILY_DIR", &daily, &what);
 
-        let post = env_file(&out_dir.join(format!("post_peer-{name}.env")));
+        let post = pool.env("post_peer", Some(name));
         let what = format!("post_peer of {name}");
         assert_var(&post, "PEERSTAGE_EVENT", "post-peer", &what);
         assert_var(&post, "PEERSTAGE_PEER", name, &what);
@@ -1216,21 +1342,14 @@ fn hooks_see_the_job_and_json_stays_pure() {
             entry["seconds"].as_f64().is_some_and(|s| s >= 0.0),
             "{name}: seconds\n{report:#}"
         );
-        assert_same_files(&fx.target(name), files, name);
+        assert_same_files(&pool.fx.target(name), files, name);
     }
+}
 
-    let end = env_file(&out_dir.join("run_end.env"));
-    assert_var(&end, "PEERSTAGE_EVENT", "run-end", "run_end");
-    assert_var(&end, "PEERSTAGE_STATUS", "T", "run_end");
-    assert_var(&end, "PEERSTAGE_FILES", &total_files.to_string(), "run_end");
-    assert_var(&end, "PEERSTAGE_BYTES", &total_bytes.to_string(), "run_end");
-    assert_var(&end, "PEERSTAGE_DAILY_DIR", &daily, "run_end");
-    assert_eq!(report["files"], total_files);
-    assert_eq!(report["bytes"], total_bytes);
-    assert!(report["seconds"].as_f64().is_some_and(|s| s >= 0.0));
-
-    // Without --json the report is a table on stdout, one line per peer.
-    let out = ps(&["run", "--config", &p(&config), "--date", "2026-11-22"]);
+#[test]
+fn without_json_the_report_is_a_table_line_per_peer() {
+    let pool = HookedPool::new();
+    let out = ps(&["run", "--config", &p(&pool.config), "--date", "2026-11-22"]);
     out.expect_code(0, "run with hooks, table");
     for name in ["first", "second"] {
         assert!(
