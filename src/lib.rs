@@ -22,6 +22,7 @@ pub mod pool;
 pub mod process;
 pub mod report;
 pub mod settings;
+pub mod units;
 
 use std::io::Write;
 

@@ -19,7 +19,7 @@ use crate::fsutil::write_file_atomically;
 use crate::hooks::{self, Event};
 use crate::lock::{self, Lock};
 use crate::ownership::{running_as_root, Mode, Ownership, Perms};
-use crate::peer::{self, PeerOptions};
+use crate::peer::{self, PeerOptions, Presence};
 use crate::report::{JobReport, PeerResult, PeerStatus};
 use crate::settings::Settings;
 
@@ -276,10 +276,10 @@ impl Run<'_> {
                         let mut err = std::io::stderr().lock();
                         let _ = write!(
                             err,
-                            "\r\x1b[K[{finished}/{} peers] {} files, {} bytes",
+                            "\r\x1b[K[{finished}/{} peers] {} files, {}",
                             peers.len(),
                             files.load(Ordering::Relaxed),
-                            bytes.load(Ordering::Relaxed)
+                            crate::units::size(bytes.load(Ordering::Relaxed))
                         );
                         if finished == peers.len() {
                             let _ = writeln!(err);
@@ -330,10 +330,10 @@ impl Run<'_> {
         let deadline = self.settings.timeout.map(|timeout| clock + timeout);
         match self.stage_peer_steps(config, &target_dir, &vars, deadline, &mut result) {
             Ok(()) => log::info!(
-                "peer {}: staged {} files ({} bytes)",
+                "peer {}: staged {} ({})",
                 config.name,
-                result.files,
-                result.bytes
+                crate::units::count(result.files, "file"),
+                crate::units::size(result.bytes)
             ),
             Err((status, err)) => {
                 result.set_status(status);
@@ -451,17 +451,21 @@ impl Run<'_> {
                 }
             }
         }
-        if !peer
-            .has_indicator(DEFAULT_COLLECT_INDICATOR)
-            .map_err(fatal)?
-        {
-            return Err((
-                PeerStatus::NotReady,
-                Error::failed(format!(
+        let not_ready = |cause: String| Err((PeerStatus::NotReady, Error::failed(cause)));
+        match peer.indicator(DEFAULT_COLLECT_INDICATOR).map_err(fatal)? {
+            Presence::Present => {}
+            Presence::Absent => {
+                return not_ready(format!(
                     "not ready to be staged: no {DEFAULT_COLLECT_INDICATOR} in {}",
                     config.collect_dir.display()
-                )),
-            ));
+                ))
+            }
+            Presence::NoCollectDir => {
+                return not_ready(format!(
+                    "not ready to be staged: collect dir {} does not exist (a mistyped path, or a disk not mounted?)",
+                    config.collect_dir.display()
+                ))
+            }
         }
         match self.make_dir(target_dir) {
             Ok(true) => {}

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::escape::escape;
+use crate::units;
 
 /// A peer's outcome, with Bacula's job status letters where one fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,8 +141,8 @@ impl JobReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<width$}  ST  {:<22}  {:>8}  {:>12}  {:>8}",
-            "PEER", "STATUS", "FILES", "BYTES", "SECONDS"
+            "{:<width$}  ST  {:<22}  {:>8}  {:>10}  {:>8}",
+            "PEER", "STATUS", "FILES", "SIZE", "SECONDS"
         );
         for peer in &self.peers {
             let word = if peer.ignored && peer.outcome != PeerStatus::Completed {
@@ -151,24 +152,24 @@ impl JobReport {
             };
             let _ = writeln!(
                 out,
-                "{:<width$}  {}   {:<22}  {:>8}  {:>12}  {:>8.1}",
+                "{:<width$}  {}   {:<22}  {:>8}  {:>10}  {:>8.1}",
                 escape(&peer.peer),
                 peer.status,
                 word,
                 peer.files,
-                peer.bytes,
+                units::size(peer.bytes),
                 peer.seconds
             );
         }
         let _ = writeln!(
             out,
-            "run {} {}: {} ({}), {} files, {} bytes, {:.1} s{}",
+            "run {} {}: {} ({}), {}, {}, {:.1} s{}",
             self.date,
             escape(&self.daily_dir),
             self.status,
             self.status_word,
-            self.files,
-            self.bytes,
+            units::count(self.files, "file"),
+            units::size(self.bytes),
             self.seconds,
             if self.dry_run {
                 " (dry run: nothing changed)"
@@ -177,14 +178,9 @@ impl JobReport {
             }
         );
         // A message may quote what a peer said: escaped, so that it stays one line and
-        // cannot pass for a line of the table.
-        for peer in self.peers.iter().filter(|peer| peer.message.is_some()) {
-            let _ = writeln!(
-                out,
-                "  {}: {}",
-                escape(&peer.peer),
-                escape(peer.message.as_deref().unwrap_or_default())
-            );
+        // cannot pass for a line of the table. It names its peer already.
+        for message in self.peers.iter().filter_map(|peer| peer.message.as_deref()) {
+            let _ = writeln!(out, "  {}", escape(message));
         }
         out
     }
@@ -234,8 +230,12 @@ mod tests {
         let table = report().to_table();
         assert!(table.contains("db1   T   completed"), "{table}");
         assert!(
-            table.contains("web1: peer web1: Connection refused"),
+            table.contains("\n  peer web1: Connection refused\n"),
             "{table}"
+        );
+        assert!(
+            !table.contains("web1: peer web1"),
+            "the peer named twice: {table}"
         );
     }
 

@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn a_flag_wins_over_the_config_which_wins_over_the_default() {
         let pool = config(
-            "staging_dir = '/s'\ntimeout = 60\nidle_timeout = 20\nmax_entries = 5\nmultiplex = false\nverify = 'sha256'\nlock_dir = '/l'\n",
+            "staging_dir = '/s'\ntimeout = 60\nidle_timeout = 20\nmax_entries = 5\nmultiplex = false\nverify = 'sha256'\nlock_dir = '/l'\n[[peer]]\nname = 'a'\ntype = 'local'\ncollect_dir = '/c'\n",
         );
         let from_config = Settings::resolve(&Flags::default(), Some(&pool));
         assert_eq!(from_config.timeout, Some(Duration::from_secs(60)));

@@ -779,7 +779,7 @@ fn the_idle_timeout_is_on_by_default_and_shown_by_config_show() {
     let base = tempdir();
     let config = write_file(
         &base.path().join("pool.toml"),
-        "staging_dir = '/srv/staging'\nidle_timeout = 0\nmax_entries = 20\n",
+        "staging_dir = '/srv/staging'\nidle_timeout = 0\nmax_entries = 20\n[[peer]]\nname = 'a'\ntype = 'local'\ncollect_dir = '/c'\n",
     );
     set_mode(&config, 0o600);
     let out = ps(&["config", "show", "--config", &p(&config)]);

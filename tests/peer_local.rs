@@ -72,9 +72,9 @@ fn stage_copies_regular_files_only() {
     assert_staged_exactly(&pool.target, &files);
 
     let expected = format!(
-        "staged {} files ({} bytes) from peer {} into {}",
+        "staged {} files ({}) from peer {} into {}",
         files.len(),
-        total_bytes(&files),
+        iec(total_bytes(&files) as u64),
         pool.name,
         p(&pool.target)
     );

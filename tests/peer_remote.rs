@@ -101,8 +101,9 @@ fn stage_pulls_regular_files() {
     assert_staged_exactly(&r.target, &files);
     let bytes: usize = files.iter().map(|(_, d)| d.len()).sum();
     let expected = format!(
-        "staged {} files ({bytes} bytes) from peer {} into {}",
+        "staged {} files ({}) from peer {} into {}",
         files.len(),
+        iec(bytes as u64),
         r.host,
         p(&r.target)
     );

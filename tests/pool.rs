@@ -1589,12 +1589,16 @@ fn status_shows_each_peer_and_changes_nothing() {
         ("remote-ready", "present", "absent"),
         ("remote-waiting", "absent", "absent"),
         ("local-staged", "present", "present"),
-        ("local-missing", "absent", "absent"),
+        (
+            "local-missing",
+            "collect dir missing",
+            "collect dir missing",
+        ),
     ];
     for (name, collect, stage) in expect {
         let found = out.stdout.lines().any(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            words.first() == Some(&name) && words.get(1..3) == Some(&[collect, stage][..])
+            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            line == format!("{name} {collect} {stage}")
         });
         assert!(
             found,
@@ -1612,6 +1616,12 @@ fn status_shows_each_peer_and_changes_nothing() {
             .unwrap_or_else(|| panic!("no {name} in {states:#}"));
         assert_eq!(state["collect_indicator"], collect == "present", "{name}");
         assert_eq!(state["stage_indicator"], stage == "present", "{name}");
+        let dir = if collect.starts_with("collect dir") {
+            "missing"
+        } else {
+            "present"
+        };
+        assert_eq!(state["collect_dir"], dir, "{name}");
     }
     assert_unchanged(&before, &snapshot(&roots), "status", &out);
     assert!(

@@ -17,7 +17,7 @@ fn progress_shows_on_a_terminal_only() {
         .unwrap_or_else(|err| panic!("cannot run util-linux script (package bsdutils): {err}"));
     let text = String::from_utf8_lossy(&on_tty.stdout);
     assert!(on_tty.status.success(), "{text}");
-    assert!(text.contains("[2/2 peers] 7 files, 232 bytes"), "{text}");
+    assert!(text.contains("[2/2 peers] 7 files, 232 B"), "{text}");
 
     let piped = ps(&["run", "--demo"]);
     piped.expect_code(0, "demo run into a pipe");

@@ -7,11 +7,13 @@ pub fn run(flags: &Flags, args: MarkArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
     let peer = open_peer(flags, &args.peer, true)?;
     peer.write_stage_indicator(&args.indicator, &perms)?;
-    log::info!(
-        "peer {}: wrote {} in {}",
-        peer.name(),
-        args.indicator,
-        peer.config().collect_dir.display()
-    );
+    if !flags.quiet && !flags.dry_run {
+        println!(
+            "peer {}: wrote {} in {}",
+            peer.name(),
+            args.indicator,
+            peer.config().collect_dir.display()
+        );
+    }
     Ok(0)
 }

@@ -3,15 +3,20 @@ use serde::Serialize;
 use crate::cli::StatusArgs;
 use crate::config::{Config, DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR};
 use crate::error::Result;
-use crate::peer;
+use crate::peer::{self, Presence};
 
 use super::Flags;
 
 #[derive(Serialize)]
 struct PeerState {
     peer: String,
+    /// Whether each indicator is there; none when the peer could not be asked.
     collect_indicator: Option<bool>,
     stage_indicator: Option<bool>,
+    /// "present" or "missing": a collect dir that is not there is not a peer still collecting.
+    collect_dir: Option<&'static str>,
+    #[serde(skip)]
+    shown: [Option<Presence>; 2],
     error: Option<String>,
 }
 
@@ -32,15 +37,22 @@ pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
             peer: peer_config.name.clone(),
             collect_indicator: None,
             stage_indicator: None,
+            collect_dir: None,
+            shown: [None, None],
             error: None,
         };
         let probe = peer
-            .has_indicator(DEFAULT_COLLECT_INDICATOR)
-            .and_then(|collect| Ok((collect, peer.has_indicator(DEFAULT_STAGE_INDICATOR)?)));
+            .indicator(DEFAULT_COLLECT_INDICATOR)
+            .and_then(|collect| Ok((collect, peer.indicator(DEFAULT_STAGE_INDICATOR)?)));
         match probe {
             Ok((collect, stage)) => {
-                state.collect_indicator = Some(collect);
-                state.stage_indicator = Some(stage);
+                state.collect_indicator = Some(collect == Presence::Present);
+                state.stage_indicator = Some(stage == Presence::Present);
+                state.collect_dir = Some(match collect {
+                    Presence::NoCollectDir => "missing",
+                    _ => "present",
+                });
+                state.shown = [Some(collect), Some(stage)];
             }
             Err(err) => {
                 exit = exit.max(err.exit_code());
@@ -63,14 +75,10 @@ pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
             .unwrap_or(4)
             .max(4);
         println!(
-            "{:<width$}  {:<13}  {:<13}",
+            "{:<width$}  {:<19}  {:<19}",
             "PEER", DEFAULT_COLLECT_INDICATOR, DEFAULT_STAGE_INDICATOR
         );
-        let show = |flag: Option<bool>| match flag {
-            Some(true) => "present",
-            Some(false) => "absent",
-            None => "?",
-        };
+        let show = |presence: Option<Presence>| presence.map_or("?", Presence::words);
         for state in &states {
             let tail = state
                 .error
@@ -78,10 +86,10 @@ pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
                 .map(|e| format!("  ({})", crate::escape::escape(e)))
                 .unwrap_or_default();
             println!(
-                "{:<width$}  {:<13}  {:<13}{tail}",
+                "{:<width$}  {:<19}  {:<19}{tail}",
                 state.peer,
-                show(state.collect_indicator),
-                show(state.stage_indicator)
+                show(state.shown[0]),
+                show(state.shown[1])
             );
         }
     }

@@ -54,7 +54,7 @@ impl Config {
                 crate::error::io_cause(&err)
             ))
         })?;
-        if text.trim_start().starts_with('<') {
+        let mut config = if text.trim_start().starts_with('<') {
             let mut config = cedar::parse(path, &text)?;
             // Cedar runs the copies for remote peers as backup_user when started as root.
             if crate::ownership::running_as_root() {
@@ -64,10 +64,21 @@ impl Config {
                     }
                 }
             }
-            Ok(config)
+            config
         } else {
-            native::parse(path, &text)
+            native::parse(path, &text)?
+        };
+        // A nightly run that stages nothing must not look like a good backup (Cedar refuses
+        // such a config too).
+        if config.peers.is_empty() {
+            return Err(Error::usage(format!(
+                "config {}: no peers: a pool needs at least one ([[peer]] in TOML, <peer> under <stage> or <peers> in cback3.conf)",
+                path.display()
+            )));
         }
+        // Reports and hooks name the config wherever the run was started from.
+        config.source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(config)
     }
 
     /// The config as native TOML, which `load` accepts and which stages the same way.

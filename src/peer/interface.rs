@@ -59,6 +59,8 @@ pub struct StageReport {
     pub skipped: Vec<String>,
     /// How the staged files were checked: "size", "sha256", "none", or why it was skipped.
     pub verified: String,
+    /// The collect indicator was among the files staged (a peer that had finished).
+    pub collect_indicator: bool,
 }
 
 pub trait Peer: Send + Sync {
@@ -72,10 +74,15 @@ pub trait Peer: Send + Sync {
     /// exist and be absolute, applying `perms` to each. An empty collect dir is an error.
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport>;
 
-    /// Whether the indicator `name` (`cback.collect`, `cback.stage`) is in the collect dir. A
-    /// missing collect dir means "not there"; a peer that cannot be reached is an
-    /// `Unreachable` error.
-    fn has_indicator(&self, name: &str) -> Result<bool>;
+    /// Whether the indicator `name` (`cback.collect`, `cback.stage`) is in the collect dir,
+    /// and if not, whether the collect dir itself is there. A peer that cannot be reached is
+    /// an `Unreachable` error.
+    fn indicator(&self, name: &str) -> Result<Presence>;
+
+    /// Whether the indicator `name` is in the collect dir.
+    fn has_indicator(&self, name: &str) -> Result<bool> {
+        Ok(self.indicator(name)? == Presence::Present)
+    }
 
     /// Writes the (empty) stage indicator into the peer's collect dir.
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()>;
@@ -83,6 +90,28 @@ pub trait Peer: Send + Sync {
     /// What only a remote peer does; None for a local one.
     fn remote(&self) -> Option<&dyn RemoteCommands> {
         None
+    }
+}
+
+/// What a look for an indicator found. A collect dir that is not there is told apart from
+/// one without the indicator: a mistyped path or an unmounted disk is not a peer that has
+/// not finished collecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Present,
+    Absent,
+    /// The collect dir is not there at all.
+    NoCollectDir,
+}
+
+impl Presence {
+    pub fn words(self) -> &'static str {
+        match self {
+            Presence::Present => "present",
+            Presence::Absent => "absent",
+            Presence::NoCollectDir => "collect dir missing",
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::config::PeerConfig;
+use crate::config::{PeerConfig, DEFAULT_COLLECT_INDICATOR};
 use crate::error::{io_cause, write_cause, Error, Result};
 use crate::fsutil::{
     born_with, copy_contents, remove_debris, sha256, write_file_atomically, DirFd, EntryKind,
@@ -31,7 +31,7 @@ use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 
 use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
-use super::interface::{Peer, PeerOptions, StageReport};
+use super::interface::{Peer, PeerOptions, Presence, StageReport};
 use super::staging::{check_not_dir, commit_incoming};
 use crate::config::Verify;
 
@@ -87,8 +87,17 @@ impl LocalStage {
         // a fresh one (the usual case) spares a stat per file.
         let crowded = self.dry_run || remove_debris(target_dir);
         // Streamed: only a few entries are held at a time, whatever the size of the collect dir.
-        let collect =
-            DirFd::open(collect_dir).map_err(|err| self.error(collect_dir, io_cause(&err)))?;
+        let collect = DirFd::open(collect_dir).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                // Nothing to stage and nothing changed: a wrong path, like a missing target.
+                Error::usage(
+                    "collect dir does not exist (a mistyped path, or a disk not mounted?); nothing staged",
+                )
+                .at(collect_dir.display())
+            } else {
+                self.error(collect_dir, io_cause(&err))
+            }
+        })?;
         let collect_owner = collect
             .owner()
             .map_err(|err| self.error(collect_dir, io_cause(&err)))?;
@@ -152,6 +161,7 @@ impl LocalStage {
                     Copied::Bytes(bytes) => {
                         report.bytes += bytes;
                         report.files += 1;
+                        report.collect_indicator |= name == DEFAULT_COLLECT_INDICATOR;
                     }
                     Copied::Skipped(why) => self.skip(&mut report, name, &why),
                 }
@@ -387,13 +397,19 @@ impl Peer for LocalPeer {
         watched(stage, limits)
     }
 
-    fn has_indicator(&self, indicator: &str) -> Result<bool> {
+    fn indicator(&self, indicator: &str) -> Result<Presence> {
         check_indicator_name(indicator)?;
         let path = self.config.collect_dir.join(indicator);
         if self.options.dry_run {
             print_dry_run(format_args!("test -e {}", quote_os(path.as_os_str())));
         }
-        Ok(path.exists())
+        Ok(if path.exists() {
+            Presence::Present
+        } else if self.config.collect_dir.is_dir() {
+            Presence::Absent
+        } else {
+            Presence::NoCollectDir
+        })
     }
 
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {

@@ -19,7 +19,7 @@ pub use remote::RemotePeer;
 pub use crate::config::Verify;
 pub(crate) use checks::print_dry_run;
 pub use checks::validate;
-pub use interface::{not_remote, Peer, PeerOptions, RemoteCommands, StageReport};
+pub use interface::{not_remote, Peer, PeerOptions, Presence, RemoteCommands, StageReport};
 
 use crate::config::{PeerConfig, PeerKind};
 use crate::error::{Error, Result};
@@ -54,8 +54,8 @@ impl Peer for Named {
     fn stage(&self, target_dir: &Path, perms: &Perms) -> Result<StageReport> {
         self.named(self.0.stage(target_dir, perms))
     }
-    fn has_indicator(&self, name: &str) -> Result<bool> {
-        self.named(self.0.has_indicator(name))
+    fn indicator(&self, name: &str) -> Result<Presence> {
+        self.named(self.0.indicator(name))
     }
     fn write_stage_indicator(&self, indicator: &str, perms: &Perms) -> Result<()> {
         self.named(self.0.write_stage_indicator(indicator, perms))

@@ -338,6 +338,31 @@ pub fn regular_files(dir: &Path) -> std::collections::BTreeMap<std::ffi::OsStrin
         .collect()
 }
 
+/// A size as peerstage's text output shows it: bytes below 1 KiB, else KiB, MiB... with two
+/// decimals below 10 and one above.
+pub fn iec(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut units = ["KiB", "MiB", "GiB", "TiB"].iter();
+    let mut unit = units.next().copied().unwrap_or("KiB");
+    while value >= 1024.0 {
+        match units.next() {
+            Some(next) => {
+                value /= 1024.0;
+                unit = next;
+            }
+            None => break,
+        }
+    }
+    if value < 10.0 {
+        format!("{value:.2} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
 pub fn p(path: &Path) -> String {
     path.to_str().expect("utf-8 test path").to_string()
 }

@@ -12,6 +12,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::error::{io_cause, write_cause, Error};
+use crate::peer::interface::Presence;
 use crate::peer::staging::{scratch_dir, Listing};
 use crate::process::{Cmd, Finished};
 
@@ -161,7 +162,7 @@ pub fn copy_failure(
 }
 
 impl Transport for CommandTransport {
-    fn probe(&mut self, link: &Link, name: &str) -> Step<bool> {
+    fn probe(&mut self, link: &Link, name: &str) -> Step<Presence> {
         let source = link.remote_path(&format!(
             "{}/{}",
             escape_glob(&link.collect_dir),
@@ -172,10 +173,10 @@ impl Transport for CommandTransport {
             let cmd = link.wrap(self.rcp(link).arg(&source).arg(scratch.path()))?;
             let finished = link.run(&cmd)?;
             if scratch.path().join(name).is_file() {
-                return Ok(true);
+                return Ok(Presence::Present);
             }
             if !is_connection_failure(&finished) && finished.stderr_lines().any(is_missing_line) {
-                return Ok(false);
+                return self.absent_or_no_collect_dir(link);
             }
             if finished.success() {
                 return Err(Error::failed(format!(
@@ -225,7 +226,7 @@ impl Transport for CommandTransport {
             let finished = link.run(&cmd)?;
             if finished.success() && finished.stderr_lines().next().is_none() {
                 // scp's exit status is not proof: fetch the indicator back.
-                if self.probe(link, name)? {
+                if self.probe(link, name)? == Presence::Present {
                     return Ok(());
                 }
                 last = Some(Error::failed(format!(
@@ -254,6 +255,23 @@ impl Transport for CommandTransport {
 }
 
 impl CommandTransport {
+    /// After a probe found nothing: whether the collect dir itself is there. Copying the dir
+    /// without -r says so in scp's words ("not a regular file", or "No such file").
+    fn absent_or_no_collect_dir(&self, link: &Link) -> Step<Presence> {
+        let scratch = scratch_dir(&link.working_dir, link.owner)?;
+        let source = link.remote_path(&escape_glob(&link.collect_dir));
+        let cmd = link.wrap(self.rcp(link).arg(&source).arg(scratch.path()))?;
+        let finished = link.run(&cmd)?;
+        let missing = !is_connection_failure(&finished)
+            && finished.stderr_lines().any(is_missing_line)
+            && !finished.stderr_lines().any(is_skip_line);
+        Ok(if missing {
+            Presence::NoCollectDir
+        } else {
+            Presence::Absent
+        })
+    }
+
     /// The forms of the collect dir an upload destination may take: literal where the rcp
     /// reads it literally (SFTP), shell-escaped where a remote shell reads it (legacy), and
     /// for an rcp command whose protocol cannot be told (a wrapper script), Cedar's literal

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Verify;
 use crate::fsutil::TEMP_PREFIX;
 use crate::peer::checks::print_dry_run;
+use crate::peer::interface::Presence;
 use crate::process::quote_os;
 
 use super::commands::{download_source, escape_glob};
@@ -63,7 +64,7 @@ impl DryRun {
 }
 
 impl Transport for DryRun {
-    fn probe(&mut self, link: &Link, name: &str) -> Step<bool> {
+    fn probe(&mut self, link: &Link, name: &str) -> Step<Presence> {
         if self.sftp {
             let path = link.remote_file(name);
             self.over_session(&format!("open {path} for reading, then close it"));
@@ -75,7 +76,8 @@ impl Transport for DryRun {
             ));
             print_dry_run(link.wrap(link.rcp().arg(source).arg(Self::scratch(link)))?);
         }
-        Ok(true)
+        // Nothing is known without asking: the pipeline goes on as if it were there.
+        Ok(Presence::Present)
     }
 
     fn download(&mut self, link: &Link, into: &Path) -> Step<Download> {

@@ -23,7 +23,7 @@ use crate::ownership::Perms;
 use crate::process::quote_os;
 
 use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
-use super::interface::{Peer, PeerOptions, RemoteCommands, StageReport};
+use super::interface::{Peer, PeerOptions, Presence, RemoteCommands, StageReport};
 use super::staging::{self, Incoming};
 use commands::CommandTransport;
 use connection::{protocol_flag, ScpProtocol};
@@ -231,13 +231,16 @@ impl Peer for RemotePeer {
             bytes: arrivals.iter().map(|(_, size)| size).sum(),
             skipped: download.skipped,
             verified: String::new(),
+            collect_indicator: arrivals
+                .iter()
+                .any(|(name, _)| name == crate::config::DEFAULT_COLLECT_INDICATOR),
         };
         let verified = staging::verify(incoming.path(), arrivals, listing, link.options.verify)?;
         incoming.commit()?;
         Ok(StageReport { verified, ..report })
     }
 
-    fn has_indicator(&self, indicator: &str) -> Result<bool> {
+    fn indicator(&self, indicator: &str) -> Result<Presence> {
         check_indicator_name(indicator)?;
         self.step(|transport, _| transport.probe(&self.link, indicator))
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::config::Verify;
 use crate::error::Error;
+use crate::peer::interface::Presence;
 use crate::peer::sftp::{self, Downloaded, Kind, Plan, Session, SftpError};
 use crate::peer::staging::{Listed, Listing};
 
@@ -78,14 +79,20 @@ fn sftp_error(what: &str, err: SftpError) -> Error {
 }
 
 impl Transport for SftpTransport {
-    fn probe(&mut self, link: &Link, name: &str) -> Step<bool> {
+    fn probe(&mut self, link: &Link, name: &str) -> Step<Presence> {
         let path = link.remote_file(name);
         log::info!("peer {}: sftp: open {path} for reading", link.peer);
         let what = || format!("cannot check {}", link.remote_path(&path));
-        match self.with_session(link, |session| session.probe(path.as_bytes()))? {
-            Ok(None) => Ok(false),
-            Ok(Some(attrs)) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => Ok(true),
-            Ok(Some(_)) => Err(Error::failed(format!("{}: not a regular file", what())).into()),
+        let dir = link.collect_dir.clone();
+        match self.with_session(link, |session| {
+            session.probe(path.as_bytes(), dir.as_bytes())
+        })? {
+            Ok(Err(true)) => Ok(Presence::Absent),
+            Ok(Err(false)) => Ok(Presence::NoCollectDir),
+            Ok(Ok(attrs)) if matches!(attrs.kind(), Kind::File | Kind::Unknown) => {
+                Ok(Presence::Present)
+            }
+            Ok(Ok(_)) => Err(Error::failed(format!("{}: not a regular file", what())).into()),
             Err(err) => Err(sftp_error(&what(), err).into()),
         }
     }

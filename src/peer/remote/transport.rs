@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::error::Error;
+use crate::peer::interface::Presence;
 use crate::peer::staging::Listing;
 use crate::process::Running;
 
@@ -46,9 +47,9 @@ impl From<Error> for StepError {
 pub type Step<T> = std::result::Result<T, StepError>;
 
 pub trait Transport: Send {
-    /// Whether the file `name` of the collect dir is there and can be read. A missing
-    /// collect dir is "not there"; a peer that cannot be reached is an error.
-    fn probe(&mut self, link: &Link, name: &str) -> Step<bool>;
+    /// Whether the file `name` of the collect dir is there and can be read, and if not,
+    /// whether the collect dir is; a peer that cannot be reached is an error.
+    fn probe(&mut self, link: &Link, name: &str) -> Step<Presence>;
 
     /// Copies every regular file of the collect dir (what scp's `dir/*` copies) into the
     /// empty private dir `into`.

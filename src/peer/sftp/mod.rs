@@ -142,12 +142,14 @@ impl Session {
         }
     }
 
-    /// Opens `path` for reading (following a symlink, as a copy would) and closes it again:
-    /// the attributes of a file that could be copied, None if there is no such file. One
-    /// round trip: the open and a stat go together, and the close is not waited for.
-    pub fn probe(&mut self, path: &[u8]) -> Answer<Option<Attrs>> {
+    /// Opens `path` in `dir` for reading (following a symlink, as a copy would) and closes it
+    /// again: the attributes of a file that could be copied; None if there is no such file,
+    /// and then whether `dir` is there. One round trip: the open and the stats go together,
+    /// and the close is not waited for.
+    pub fn probe(&mut self, path: &[u8], dir: &[u8]) -> Answer<Result<Attrs, bool>> {
         let opening = self.send(packet::OPEN, &open_body(path, packet::FXF_READ, None));
         let stat = self.send(packet::STAT, &bytes_body(path));
+        let dir_stat = self.send(packet::STAT, &bytes_body(dir));
         let opened = self
             .answer_to(opening)
             .and_then(|(k, a)| handle_answer(k, &a));
@@ -158,16 +160,28 @@ impl Session {
                 packet::STATUS => status(&body).and(Err(packet::unexpected(kind))),
                 _ => attrs_answer(kind, &body),
             });
+        let dir_there = match self.raw_answer_to(dir_stat)? {
+            (packet::ATTRS, _) => true,
+            (packet::STATUS, body) => match status(&body) {
+                Err(SftpError::Status {
+                    code: FX_NO_SUCH_FILE,
+                    ..
+                }) => false,
+                // Not allowed to look, say: it is there as far as we can tell.
+                _ => true,
+            },
+            (kind, _) => return Err(packet::unexpected(kind)),
+        };
         let handle = match opened {
             Ok(handle) => handle,
             Err(SftpError::Status {
                 code: FX_NO_SUCH_FILE,
                 ..
-            }) => return Ok(None),
+            }) => return Ok(Err(dir_there)),
             Err(err) => return Err(err),
         };
         self.send_deferred(packet::CLOSE, &bytes_body(&handle));
-        attrs.map(Some)
+        attrs.map(Ok)
     }
 
     /// The attributes of `path`, following a symlink.
