@@ -28,9 +28,6 @@ _peerstage() {
             peerstage,exec)
                 cmd="peerstage__subcmd__exec"
                 ;;
-            peerstage,generate)
-                cmd="peerstage__subcmd__generate"
-                ;;
             peerstage,help)
                 cmd="peerstage__subcmd__help"
                 ;;
@@ -79,9 +76,6 @@ _peerstage() {
             peerstage__subcmd__help,exec)
                 cmd="peerstage__subcmd__help__subcmd__exec"
                 ;;
-            peerstage__subcmd__help,generate)
-                cmd="peerstage__subcmd__help__subcmd__generate"
-                ;;
             peerstage__subcmd__help,help)
                 cmd="peerstage__subcmd__help__subcmd__help"
                 ;;
@@ -113,12 +107,16 @@ _peerstage() {
 
     case "${cmd}" in
         peerstage)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version stage check mark exec action run status config locks generate help"
+            opts="-v -q -n -h -V --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version stage check mark exec action run status config locks help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -147,7 +145,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__action)
-            opts="-v -q -n -h -V --full --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --full --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --verbose --quiet --log-file --dry-run --timeout --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,7 +156,10 @@ _peerstage() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --host)
@@ -194,11 +195,10 @@ _peerstage() {
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --idle-timeout)
@@ -211,6 +211,14 @@ _peerstage() {
                     ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --lock-dir)
@@ -225,7 +233,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__check)
-            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,7 +248,10 @@ _peerstage() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --host)
@@ -276,15 +287,10 @@ _peerstage() {
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --max-entries)
@@ -299,6 +305,18 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -307,7 +325,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version check show help"
+            opts="-n -v -q -h -V --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +351,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -341,7 +363,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__check)
-            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +394,10 @@ _peerstage() {
                     return 0
                     ;;
                 --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -439,7 +465,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__show)
-            opts="-c -v -q -n -h -V --config --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -473,6 +499,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -481,7 +511,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__exec)
-            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -492,7 +522,10 @@ _peerstage() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --host)
@@ -528,45 +561,10 @@ _peerstage() {
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        peerstage__subcmd__generate)
-            opts="-v -q -n -h -V --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --idle-timeout)
@@ -582,6 +580,14 @@ _peerstage() {
                     return 0
                     ;;
                 --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -593,7 +599,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__help)
-            opts="stage check mark exec action run status config locks generate help"
+            opts="stage check mark exec action run status config locks help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -677,20 +683,6 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__help__subcmd__exec)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        peerstage__subcmd__help__subcmd__generate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -789,7 +781,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__locks)
-            opts="-c -v -q -n -h -V --config --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -n -v -q -h -V --config --all --json --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --verbose --quiet --log-file --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -819,6 +811,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -831,7 +827,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__mark)
-            opts="-v -q -n -h -V --indicator --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -854,7 +850,10 @@ _peerstage() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --host)
@@ -890,6 +889,21 @@ _peerstage() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify)
+                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -899,14 +913,6 @@ _peerstage() {
                     ;;
                 --idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
                 --lock-dir)
@@ -921,7 +927,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__run)
-            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --metrics-file --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,6 +954,17 @@ _peerstage() {
                     return 0
                     ;;
                 --only)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -979,7 +996,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__stage)
-            opts="-v -q -n -h -V --target --owner --mode --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --wait --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --target --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1002,7 +1019,10 @@ _peerstage() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --host)
@@ -1038,6 +1058,13 @@ _peerstage() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1069,7 +1096,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__status)
-            opts="-c -v -q -n -h -V --config --only --json --verbose --quiet --dry-run --timeout --idle-timeout --max-entries --verify --no-multiplex --lock-dir --help --version"
+            opts="-c -v -q -n -h -V --config --only --json --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1084,15 +1111,10 @@ _peerstage() {
                     return 0
                     ;;
                 --only)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
                     return 0
                     ;;
                 --max-entries)
@@ -1104,6 +1126,18 @@ _peerstage() {
                     return 0
                     ;;
                 --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

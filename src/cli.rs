@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueHint};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -36,6 +36,36 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Append timestamped log lines (info level, whatever -q says) to this file
+    /// [default: the config's log_file, else none]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub reach: ReachArgs,
+
+    #[command(flatten)]
+    pub watch: WatchArgs,
+
+    #[command(flatten)]
+    pub copy: CopyArgs,
+
+    #[command(flatten)]
+    pub lock_dir: LockDirArg,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The heading of the options several subcommands share. They may also be given before the
+/// subcommand (`peerstage --dry-run run`); where they do not apply, they are ignored with a
+/// warning.
+pub const SHARED_HEADING: &str = "Shared options";
+
+/// For every subcommand that reaches a peer.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = SHARED_HEADING)]
+pub struct ReachArgs {
     /// Print every command line and file operation instead of carrying it out; change nothing
     #[arg(short = 'n', long, global = true)]
     pub dry_run: bool,
@@ -45,12 +75,28 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
 
+    /// Open a new ssh connection for each command instead of sharing one per remote peer, and
+    /// run the rcp/rsh command for the indicator probe and push, the copy and the size
+    /// listing instead of SFTP requests
+    #[arg(long, global = true)]
+    pub no_multiplex: bool,
+}
+
+/// For the subcommands whose steps move files or probe for them.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = SHARED_HEADING)]
+pub struct WatchArgs {
     /// Give up on a peer (as unreachable) when a step of staging it moves no byte for this
     /// long; 0 turns the check off. Managed actions and exec are not watched [default: the
     /// config's idle_timeout, else 300]
     #[arg(long, global = true, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+}
 
+/// For the subcommands that stage.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = SHARED_HEADING)]
+pub struct CopyArgs {
     /// The most entries a peer's collect dir may list; a peer that lists more fails, and
     /// nothing of it is staged [default: the config's max_entries, else 100000]
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -60,20 +106,76 @@ pub struct Cli {
     /// sha256 (contents too) [default: the config's verify, else size]
     #[arg(long, global = true, value_name = "MODE", value_parser = ["none", "size", "sha256"])]
     pub verify: Option<String>,
+}
 
-    /// Open a new ssh connection for each command instead of sharing one per remote peer, and
-    /// run the rcp/rsh command for the indicator probe and push, the copy and the size
-    /// listing instead of SFTP requests
-    #[arg(long, global = true)]
-    pub no_multiplex: bool,
-
+/// For the subcommands that take or list locks.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = SHARED_HEADING)]
+pub struct LockDirArg {
     /// Directory for lock files [default: the config's lock_dir, else /run/peerstage as root,
     /// else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]
     #[arg(long, global = true, value_name = "DIR", env = "PEERSTAGE_LOCK_DIR")]
     pub lock_dir: Option<PathBuf>,
+}
 
-    #[command(subcommand)]
-    pub command: Command,
+/// The groups of shared options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Reach,
+    Watch,
+    Copy,
+    LockDir,
+}
+
+impl Group {
+    pub const ALL: [Group; 4] = [Group::Reach, Group::Watch, Group::Copy, Group::LockDir];
+
+    /// The ids of the group's options.
+    pub fn ids(self) -> Vec<String> {
+        let group = clap::Command::new("group");
+        let group = match self {
+            Group::Reach => ReachArgs::augment_args(group),
+            Group::Watch => WatchArgs::augment_args(group),
+            Group::Copy => CopyArgs::augment_args(group),
+            Group::LockDir => LockDirArg::augment_args(group),
+        };
+        group
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect()
+    }
+
+    /// Whether the group's options do anything for `subcommand`. They are accepted by every
+    /// subcommand (scripts pass the same options to each), shown in the help of those they
+    /// apply to, and ignored with a warning by the others.
+    pub fn applies_to(self, subcommand: &str) -> bool {
+        match self {
+            Group::Reach => matches!(
+                subcommand,
+                "stage" | "check" | "mark" | "exec" | "action" | "run" | "status"
+            ),
+            Group::Watch => matches!(subcommand, "stage" | "check" | "mark" | "run" | "status"),
+            Group::Copy => matches!(subcommand, "stage" | "run"),
+            Group::LockDir => matches!(subcommand, "stage" | "mark" | "action" | "run" | "locks"),
+        }
+    }
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Stage(_) => "stage",
+            Command::Check(_) => "check",
+            Command::Mark(_) => "mark",
+            Command::Exec(_) => "exec",
+            Command::Action(_) => "action",
+            Command::Run(_) => "run",
+            Command::Status(_) => "status",
+            Command::Config(_) => "config",
+            Command::Locks(_) => "locks",
+            Command::Generate(_) => "generate",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +234,7 @@ pub struct RunArgs {
     pub date: Option<String>,
 
     /// Stage only this peer (repeatable)
-    #[arg(long, value_name = "PEER")]
+    #[arg(long, value_name = "PEER", value_hint = ValueHint::Other)]
     pub only: Vec<String>,
 
     /// Wait for locks held by another process instead of failing with exit status 75
@@ -142,6 +244,11 @@ pub struct RunArgs {
     /// Print the job report as one JSON document on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Write the run's outcome as Prometheus metrics to this file, for node_exporter's
+    /// textfile collector [default: the config's metrics_file, else none]
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -151,7 +258,7 @@ pub struct StatusArgs {
     pub config: PathBuf,
 
     /// Only this peer (repeatable)
-    #[arg(long, value_name = "PEER")]
+    #[arg(long, value_name = "PEER", value_hint = ValueHint::Other)]
     pub only: Vec<String>,
 
     /// Print one JSON document on stdout
@@ -177,9 +284,14 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct LocksArgs {
-    /// Use the lock dir of this config file [default: the default lock dir]
+    /// List the locks of this config's pool and peers, in its lock dir [default: every lock
+    /// of the lock dir]
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// With --config: list every lock of its lock dir, whatever config it belongs to
+    #[arg(long, requires = "config")]
+    pub all: bool,
 
     /// Print one JSON document on stdout
     #[arg(long)]
@@ -197,16 +309,17 @@ pub struct GenerateArgs {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Peer")]
 pub struct PeerArgs {
-    /// Absolute path of the peer's collect dir
-    #[arg(long, value_name = "DIR", required_unless_present = "peer")]
+    /// Absolute path of the peer's collect dir (exec and action do without)
+    #[arg(long, value_name = "DIR")]
     pub collect_dir: Option<PathBuf>,
 
-    /// Name of a local peer (default: the collect dir's last component)
-    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    /// Name of a local peer [default: the collect dir's path, its slashes as dashes:
+    /// /srv/db/collect is srv-db-collect]
+    #[arg(long, value_name = "NAME", conflicts_with = "host", value_hint = ValueHint::Other)]
     pub name: Option<String>,
 
     /// Host name of a remote peer; makes the peer remote
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname)]
     pub host: Option<String>,
 
     /// User to log in as on the remote peer
@@ -238,9 +351,13 @@ pub struct PeerArgs {
     pub config: Option<PathBuf>,
 
     /// Name of the peer in --config
-    #[arg(long, value_name = "NAME", requires = "config")]
+    #[arg(long, value_name = "NAME", requires = "config", value_hint = ValueHint::Other)]
     pub peer: Option<String>,
+}
 
+/// For the single-peer subcommands that take the peer's lock.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WaitArg {
     /// Wait for the peer's lock if another process holds it, instead of failing with 75
     #[arg(long)]
     pub wait: bool,
@@ -259,6 +376,9 @@ pub struct StageArgs {
     /// Permissions of the staged files, in octal (e.g. 0640)
     #[arg(long, value_name = "OCTAL")]
     pub mode: Option<String>,
+
+    #[command(flatten)]
+    pub wait: WaitArg,
 
     #[command(flatten)]
     pub peer: PeerArgs,
@@ -289,6 +409,9 @@ pub struct MarkArgs {
     pub mode: Option<String>,
 
     #[command(flatten)]
+    pub wait: WaitArg,
+
+    #[command(flatten)]
     pub peer: PeerArgs,
 }
 
@@ -309,6 +432,9 @@ pub struct ActionArgs {
     pub full: bool,
 
     #[command(flatten)]
+    pub wait: WaitArg,
+
+    #[command(flatten)]
     pub peer: PeerArgs,
 
     /// The Cedar Backup action to run, e.g. collect
@@ -316,9 +442,44 @@ pub struct ActionArgs {
     pub action: String,
 }
 
-/// The clap command, for the man page and completions.
+/// The clap command, for parsing, the man page and completions: each subcommand's help
+/// shows the shared options that apply to it.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command()
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    let shared: Vec<(Group, clap::Arg)> = Group::ALL
+        .into_iter()
+        .flat_map(|group| {
+            let ids = group.ids();
+            cli.get_arguments()
+                .filter(move |arg| ids.iter().any(|id| arg.get_id() == id.as_str()))
+                .map(move |arg| (group, arg.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    for name in names {
+        cli = cli.mut_subcommand(&name, |sub| hide_what_does_not_apply(sub, &name, &shared));
+    }
+    cli
+}
+
+/// Gives `sub` a hidden copy of each shared option that does not apply to the subcommand
+/// `name`: clap propagates a global option only into subcommands that lack one of that id,
+/// so the copy is what `sub` (and its own subcommands, as `config check`) accepts and hides.
+fn hide_what_does_not_apply(
+    mut sub: clap::Command,
+    name: &str,
+    shared: &[(Group, clap::Arg)],
+) -> clap::Command {
+    for (group, arg) in shared {
+        if !group.applies_to(name) {
+            sub = sub.arg(arg.clone().hide(true));
+        }
+    }
+    sub
 }
 
 #[cfg(test)]

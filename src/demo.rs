@@ -1,6 +1,7 @@
 //! The demo pool behind `peerstage run --demo`: two local peers from fixtures/demo, embedded
 //! in the binary, laid out in a fresh temp dir and staged there. It needs no server and no
-//! config, and shows a new user the whole run: staged files, indicators, job report.
+//! config, and shows a new user the whole run: staged files, indicators, job report. The temp
+//! dir goes when the demo ends; what was staged is listed first.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,9 +48,61 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-/// Lays the demo pool out under a new private dir in the temp dir and returns its config.
-/// The dir is kept, so the user can look at what was staged.
-pub fn prepare() -> Result<Config> {
+/// The demo pool, laid out in its temp dir; the dir is removed when this is dropped.
+pub struct Demo {
+    pub config: Config,
+    root: PathBuf,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Err(err) = fs::remove_dir_all(&self.root) {
+            log::warn!(
+                "cannot remove the demo dir {}: {}",
+                self.root.display(),
+                io_cause(&err)
+            );
+        }
+    }
+}
+
+/// What the demo staged into `daily_dir`, one line per file, for the user to see before the
+/// demo dir goes.
+pub fn describe(daily_dir: &Path) -> String {
+    let mut out = String::new();
+    let mut entries: Vec<_> = fs::read_dir(daily_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if path.is_dir() {
+            let mut files: Vec<_> = fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
+            files.sort_by_key(|entry| entry.file_name());
+            for file in files {
+                let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+                out.push_str(&format!(
+                    "  {name}/{}  {}\n",
+                    file.file_name().to_string_lossy(),
+                    crate::units::size(size)
+                ));
+            }
+        } else {
+            out.push_str(&format!("  {name}\n"));
+        }
+    }
+    out
+}
+
+/// Lays the demo pool out under a new private dir in the temp dir.
+pub fn prepare() -> Result<Demo> {
     let template = std::env::temp_dir().join("peerstage-demo-XXXXXX");
     let root = nix::unistd::mkdtemp(&template).map_err(|err| {
         Error::failed(format!(
@@ -76,7 +129,7 @@ pub fn prepare() -> Result<Config> {
     }
     let staging_dir: PathBuf = root.join("staging");
     mkdir(&staging_dir)?;
-    Ok(Config {
+    let config = Config {
         source: root.join("(demo)"),
         staging_dir,
         working_dir: None,
@@ -88,9 +141,12 @@ pub fn prepare() -> Result<Config> {
         timeout: None,
         idle_timeout: None,
         max_entries: None,
+        log_file: None,
+        metrics_file: None,
         multiplex: true,
         verify: None,
         hooks: HookConfig::default(),
         peers,
-    })
+    };
+    Ok(Demo { config, root })
 }

@@ -16,22 +16,27 @@ pub mod fsutil;
 pub mod hooks;
 pub mod limits;
 pub mod lock;
+pub mod logging;
+pub mod metrics;
 pub mod ownership;
 pub mod peer;
 pub mod pool;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod units;
 
-use std::io::Write;
-
-use clap::Parser;
+use clap::FromArgMatches;
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
 pub fn run() -> i32 {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed values: they say where a value came from.
+    let parsed = cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((cli::Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) => {
             let _ = err.print();
             return if err.use_stderr() {
@@ -41,10 +46,10 @@ pub fn run() -> i32 {
             };
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    logging::init(cli.verbose, cli.quiet);
     raise_open_files_limit();
     cancel::install();
-    match commands::dispatch(cli) {
+    match commands::dispatch(cli, &matches) {
         Ok(code) => code,
         Err(err) => {
             log::error!("{err}");
@@ -66,29 +71,4 @@ fn raise_open_files_limit() {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard);
         }
     }
-}
-
-/// `peerstage: warning: ...` lines on stderr, control characters escaped; -v and -q move the level, RUST_LOG overrides.
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let default = format!("peerstage={level}");
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format(|buf, record| {
-            let level = match record.level() {
-                log::Level::Error => "error",
-                log::Level::Warn => "warning",
-                log::Level::Info => "info",
-                log::Level::Debug => "debug",
-                log::Level::Trace => "trace",
-            };
-            // Messages carry text from peers: one line each, whatever a peer sent.
-            let message = record.args().to_string();
-            writeln!(buf, "peerstage: {level}: {}", escape::escape(&message))
-        })
-        .init();
 }

@@ -24,6 +24,8 @@ pub enum PeerStatus {
     NotReady,
     /// S: skipped, because a pre-peer hook failed.
     Skipped,
+    /// C: created, not run: a dry run printed what it would do, and probed nothing.
+    DryRun,
 }
 
 impl PeerStatus {
@@ -35,6 +37,7 @@ impl PeerStatus {
             PeerStatus::Canceled => 'A',
             PeerStatus::NotReady => 'N',
             PeerStatus::Skipped => 'S',
+            PeerStatus::DryRun => 'C',
         }
     }
 
@@ -46,6 +49,7 @@ impl PeerStatus {
             PeerStatus::Canceled => "canceled",
             PeerStatus::NotReady => "not ready",
             PeerStatus::Skipped => "skipped",
+            PeerStatus::DryRun => "not run (dry run)",
         }
     }
 }
@@ -100,7 +104,7 @@ impl PeerResult {
 
     /// Whether this peer makes the run fail.
     pub fn fails_run(&self) -> bool {
-        self.outcome != PeerStatus::Completed && !self.ignored
+        !matches!(self.outcome, PeerStatus::Completed | PeerStatus::DryRun) && !self.ignored
     }
 }
 

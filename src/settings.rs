@@ -22,6 +22,7 @@ pub struct Flags {
     pub verify: Option<Verify>,
     /// --lock-dir or PEERSTAGE_LOCK_DIR.
     pub lock_dir: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
 }
 
 /// What is in effect.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub multiplex: bool,
     pub verify: Verify,
     pub lock_dir: PathBuf,
+    /// Where log lines are appended, besides stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -74,6 +77,10 @@ impl Settings {
                 .clone()
                 .or_else(|| config.and_then(|config| config.lock_dir.clone()))
                 .unwrap_or_else(crate::lock::default_lock_dir),
+            log_file: flags
+                .log_file
+                .clone()
+                .or_else(|| config.and_then(|config| config.log_file.clone())),
         }
     }
 
@@ -84,6 +91,7 @@ impl Settings {
             deadline: self.timeout.map(|timeout| started + timeout),
             idle: self.idle,
             max_entries: self.max_entries,
+            meter: None,
             multiplex: self.multiplex,
             verify: self.verify,
         }

@@ -193,10 +193,28 @@ fn run_pool(config: &Path, extra: &[&str]) -> Out {
     ps(&args)
 }
 
-/// The job report file in the daily dir.
+/// The job reports in the daily dir, one per run, oldest first.
+fn report_names(daily: &Path) -> Vec<String> {
+    let mut names: Vec<String> = list_dir(daily)
+        .into_iter()
+        .filter(|name| name.starts_with("peerstage-report-") && name.ends_with(".json"))
+        .collect();
+    names.sort_by_key(|name| {
+        fs::metadata(daily.join(name))
+            .and_then(|meta| meta.modified())
+            .ok()
+    });
+    names
+}
+
+/// The job report of the latest run in the daily dir.
 #[track_caller]
 fn report_file(daily: &Path) -> Value {
-    let path = daily.join("peerstage-report.json");
+    let names = report_names(daily);
+    let latest = names
+        .last()
+        .unwrap_or_else(|| panic!("no job report in {}", daily.display()));
+    let path = daily.join(latest);
     let text =
         fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
     serde_json::from_str(&text)
@@ -459,18 +477,23 @@ impl CedarPool {
         // The daily dir holds the peers, the master indicator and the report; nothing else.
         let mut want: Vec<String> = all.clone();
         want.push("cback.stage".into());
-        want.push("peerstage-report.json".into());
+        want.extend(report_names(&fx.daily()));
         want.sort();
         assert_eq!(list_dir(&fx.daily()), want, "{what}: daily dir");
         assert!(
             sshd.logins() > logins,
             "{what}: the remote peers were not staged over ssh"
         );
+        // The run made its locks there (the dir did not exist before), and removed them
+        // when it let them go.
         assert!(
-            list_dir(&fx.lock_dir())
-                .iter()
-                .any(|f| f.starts_with("run-")),
-            "{what}: no run lock in --lock-dir {lock_dir}"
+            fx.lock_dir().is_dir(),
+            "{what}: no lock dir {lock_dir}: the locks were taken elsewhere"
+        );
+        assert_eq!(
+            list_dir(&fx.lock_dir()),
+            Vec::<String>::new(),
+            "{what}: lock files left in {lock_dir}"
         );
 
         let keep = fx.base().join(format!("result-{}", what.replace(' ', "-")));
@@ -1063,16 +1086,12 @@ fn a_killed_run_does_not_block_the_next() {
     assert_status(&json_of(&out), "victim", "T");
     assert!(collect.join("cback.stage").is_file());
 
+    // The killed run's lock files went with the next run: nothing is left to list.
     let out = ps(&["locks", "--config", &config_s, "--json"]);
     out.expect_code(0, "locks --json");
     let locks = json_of(&out);
-    assert!(
-        !locks.as_array().expect("array").is_empty(),
-        "no locks listed\n{locks:#}"
-    );
-    for row in locks.as_array().expect("array") {
-        assert_eq!(row["held"], false, "lock held after the runs\n{locks:#}");
-    }
+    assert_eq!(locks, serde_json::json!([]), "locks left after the runs");
+    assert_eq!(list_dir(&fx.lock_dir()), Vec::<String>::new());
 }
 
 /// SIGTERM (cron's timeout, systemd's stop, Ctrl-C's SIGINT alike) cancels a run instead of
@@ -1681,16 +1700,25 @@ fn single_peer_subcommands_take_the_peer_from_the_config() {
         assert!(collect.join("cback.stage").is_file(), "mark {name}");
     }
 
-    // The peer locks went to the config's lock dir.
-    let out = ps(&["locks", "--config", &config_s, "--json"]);
-    out.expect_code(0, "locks --json");
-    let locks = json_of(&out);
-    for name in ["remote-peer", "local-peer"] {
-        assert!(
-            locks.as_array().is_some_and(|rows| rows
-                .iter()
-                .any(|row| row["lock"] == format!("peer {name}").as_str() && row["held"] == false)),
-            "no free lock for {name} in the config's lock dir\n{locks:#}"
-        );
+    // The peer locks are taken in the config's lock dir: one held there from outside stops
+    // a stage of that peer.
+    let held = fx.lock_dir().join("peer-local-peer.lock");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&held)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("util-linux flock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !held.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
+    std::thread::sleep(Duration::from_millis(100));
+    let target = mkdir(&fx.base().join("target-held"));
+    let out = peer_cmd("stage", "local-peer", &["--target", &p(&target)]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    out.expect_code(
+        75,
+        "stage of a peer whose lock is held in the config's lock dir",
+    );
 }

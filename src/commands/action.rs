@@ -1,10 +1,17 @@
 use crate::cli::ActionArgs;
 use crate::error::Result;
 
-use super::{open_peer, Flags};
+use super::{open_peer, Flags, Open};
 
 pub fn run(flags: &Flags, args: ActionArgs) -> Result<i32> {
-    let peer = open_peer(flags, &args.peer, true)?;
+    let peer = open_peer(
+        flags,
+        &args.peer,
+        Open {
+            lock: Some(args.wait.wait),
+            ..Open::default()
+        },
+    )?;
     let remote = peer.remote().ok_or_else(|| {
         crate::peer::not_remote(&format!("managed action {} needs", args.action))
             .for_peer(peer.name())

@@ -2,10 +2,17 @@ use crate::cli::CheckArgs;
 use crate::error::{Result, EXIT_FAILED};
 use crate::peer::Presence;
 
-use super::{open_peer, Flags};
+use super::{open_peer, Flags, Open};
 
 pub fn run(flags: &Flags, args: CheckArgs) -> Result<i32> {
-    let peer = open_peer(flags, &args.peer, false)?;
+    let peer = open_peer(
+        flags,
+        &args.peer,
+        Open {
+            needs_collect_dir: true,
+            ..Open::default()
+        },
+    )?;
     let presence = peer.indicator(&args.indicator)?;
     let present = presence == Presence::Present;
     if flags.dry_run {

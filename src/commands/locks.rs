@@ -3,7 +3,7 @@ use serde::Serialize;
 use crate::cli::LocksArgs;
 use crate::config::Config;
 use crate::error::Result;
-use crate::lock;
+use crate::lock::{self, Lock};
 
 use super::Flags;
 use crate::settings::Settings;
@@ -18,15 +18,25 @@ struct Row {
 }
 
 pub fn run(flags: &Flags, args: LocksArgs) -> Result<i32> {
-    let dir = match &args.config {
-        Some(path) => Settings::resolve(flags, Some(&Config::load(path)?)).lock_dir,
-        None => Settings::resolve(flags, None).lock_dir,
-    };
-    let locks = if dir.exists() {
-        lock::list(&dir)?
-    } else {
-        Vec::new()
-    };
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let dir = Settings::resolve(flags, config.as_ref()).lock_dir;
+    let mut locks = lock::list(&dir)?;
+    // A config's own locks: its run lock and its peers' (the lock dir may serve several).
+    if let (Some(config), false) = (&config, args.all) {
+        let mut names = vec![Lock::run_file_name(&config.staging_dir)];
+        names.extend(
+            config
+                .peers
+                .iter()
+                .map(|peer| Lock::peer_file_name(&peer.name)),
+        );
+        locks.retain(|info| {
+            info.path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| names.iter().any(|wanted| wanted == name))
+        });
+    }
     let rows: Vec<Row> = locks
         .into_iter()
         .map(|info| Row {

@@ -5,12 +5,15 @@ mod action;
 mod check;
 mod config;
 mod exec;
+mod flags;
 mod generate;
 mod locks;
 mod mark;
 mod run;
 mod stage;
 mod status;
+
+use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, PeerArgs};
 use crate::config::{CommandLine, Config, PeerConfig, PeerKind};
@@ -20,17 +23,13 @@ use crate::ownership::{Mode, Ownership, Perms};
 use crate::peer::{self, Peer};
 use crate::settings::{Flags, Settings};
 
-pub fn dispatch(cli: Cli) -> Result<i32> {
-    let flags = Flags {
-        dry_run: cli.dry_run,
-        quiet: cli.quiet,
-        timeout: cli.timeout,
-        idle_timeout: cli.idle_timeout,
-        max_entries: cli.max_entries,
-        no_multiplex: cli.no_multiplex,
-        verify: cli.verify.as_deref().and_then(|mode| mode.parse().ok()),
-        lock_dir: cli.lock_dir,
-    };
+pub fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> Result<i32> {
+    let flags = flags::resolve(&cli, matches);
+    // A log file given on the command line serves every subcommand from the start; the one
+    // of a config, once the config is read (run.rs).
+    if let Some(file) = &flags.log_file {
+        crate::logging::open_file(file)?;
+    }
     match cli.command {
         Command::Stage(args) => stage::run(&flags, args),
         Command::Check(args) => check::run(&flags, args),
@@ -47,7 +46,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 
 /// The peer named on the command line: from flags, or from `--config FILE --peer NAME`.
 /// Also returns the whole config, when the peer came from one.
-pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<Config>)> {
+pub fn peer_config(args: &PeerArgs, open: &Open) -> Result<(PeerConfig, Option<Config>)> {
     if let (Some(file), Some(name)) = (&args.config, &args.peer) {
         let config = Config::load(file)?;
         let peer = config.peer(name).cloned().ok_or_else(|| {
@@ -55,11 +54,32 @@ pub fn peer_config(args: &PeerArgs) -> Result<(PeerConfig, Option<Config>)> {
         })?;
         return Ok((peer, Some(config)));
     }
-    let Some(collect_dir) = args.collect_dir.clone() else {
-        return Err(Error::usage(
-            "no peer given: use --collect-dir DIR [--host HOST] or --config FILE --peer NAME",
-        ));
-    };
+    let collect_dir =
+        match (&args.collect_dir, &args.host) {
+            (Some(dir), _) => dir.clone(),
+            // A command run on a remote peer never looks at its collect dir.
+            (None, Some(_)) if !open.needs_collect_dir => PathBuf::from("/"),
+            (None, Some(_)) => {
+                return Err(Error::usage(
+                    "--collect-dir is missing: the peer's collect dir is where its files are",
+                ))
+            }
+            (None, None) => return Err(Error::usage(
+                "no peer given: use --collect-dir DIR [--host HOST] or --config FILE --peer NAME",
+            )),
+        };
+    // Said in the words of the command line, not of a config key.
+    for (flag, dir) in [
+        ("--collect-dir", Some(&collect_dir)),
+        ("--working-dir", args.working_dir.as_ref()),
+    ] {
+        if let Some(dir) = dir.filter(|dir| !dir.is_absolute()) {
+            return Err(Error::usage(format!(
+                "{flag} must be an absolute path, got {}",
+                crate::process::quote_os(dir.as_os_str())
+            )));
+        }
+    }
     let mut config = match &args.host {
         Some(host) => PeerConfig::new(host.clone(), PeerKind::Remote, collect_dir),
         None => {
@@ -106,15 +126,31 @@ impl std::ops::Deref for OpenPeer {
 
 /// Builds the peer named on the command line. With `locked`, takes the peer's lock, the same
 /// one `run` takes, so a hand-run stage and the nightly run never work on one peer at once.
-pub fn open_peer(flags: &Flags, args: &PeerArgs, locked: bool) -> Result<OpenPeer> {
-    let (config, pool) = peer_config(args)?;
+/// How a subcommand works on its peer.
+#[derive(Default)]
+pub struct Open {
+    /// Take the peer's lock (waiting for it with `Some(true)`).
+    pub lock: Option<bool>,
+    /// The work reads or writes the collect dir: all but exec and action.
+    pub needs_collect_dir: bool,
+    /// Where the progress of a stage is counted.
+    pub meter: Option<std::sync::Arc<crate::progress::Meter>>,
+}
+
+pub fn open_peer(flags: &Flags, args: &PeerArgs, open: Open) -> Result<OpenPeer> {
+    let (config, pool) = peer_config(args, &open)?;
     let settings = Settings::resolve(flags, pool.as_ref());
-    let peer = peer::build(&config, settings.peer_options(std::time::Instant::now()))?;
-    let lock = if locked && !settings.dry_run {
-        lock::prepare_lock_dir(&settings.lock_dir)?;
-        Some(Lock::peer(&settings.lock_dir, &config.name, args.wait)?)
-    } else {
-        None
+    let options = crate::peer::PeerOptions {
+        meter: open.meter,
+        ..settings.peer_options(std::time::Instant::now())
+    };
+    let peer = peer::build(&config, options)?;
+    let lock = match open.lock {
+        Some(wait) if !settings.dry_run => {
+            lock::prepare_lock_dir(&settings.lock_dir)?;
+            Some(Lock::peer(&settings.lock_dir, &config.name, wait)?)
+        }
+        _ => None,
     };
     Ok(OpenPeer { peer, _lock: lock })
 }

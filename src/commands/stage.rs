@@ -1,14 +1,33 @@
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use crate::cli::StageArgs;
 use crate::config::DEFAULT_COLLECT_INDICATOR;
 use crate::error::Result;
+use crate::progress::{self, Meter};
 use crate::units;
 
-use super::{open_peer, perms, Flags};
+use super::{open_peer, perms, Flags, Open};
 
 pub fn run(flags: &Flags, args: StageArgs) -> Result<i32> {
     let perms = perms(args.owner.as_deref(), args.mode.as_deref())?;
-    let peer = open_peer(flags, &args.peer, true)?;
-    let report = peer.stage(&args.target, &perms)?;
+    let meter = progress::wanted(false, flags.quiet || flags.dry_run).then(Arc::<Meter>::default);
+    let peer = open_peer(
+        flags,
+        &args.peer,
+        Open {
+            lock: Some(args.wait.wait),
+            needs_collect_dir: true,
+            meter: meter.clone(),
+        },
+    )?;
+    let report = {
+        let _display = meter.map(|meter| {
+            let finished = Arc::new(AtomicUsize::new(0));
+            progress::Display::start(vec![(peer.name().to_string(), meter)], finished)
+        });
+        peer.stage(&args.target, &perms)?
+    };
     if !report.collect_indicator && !flags.dry_run {
         log::warn!(
             "peer {}: there was no {DEFAULT_COLLECT_INDICATOR} in {}: the peer may not have finished collecting",

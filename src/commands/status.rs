@@ -23,6 +23,9 @@ struct PeerState {
 /// Probes both indicators of every peer; changes nothing. Exit 0 when every peer answered,
 /// 69 when one could not be reached, 1 for any other failure.
 pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
+    if args.json {
+        crate::peer::dry_run_lines_to_stderr();
+    }
     let config = Config::load(&args.config)?;
     let selected = config.select(&args.only)?;
     let mut states = Vec::new();

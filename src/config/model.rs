@@ -259,6 +259,10 @@ pub struct Config {
     pub idle_timeout: Option<u64>,
     /// The most entries a collect dir may list; `DEFAULT_MAX_ENTRIES` when unset.
     pub max_entries: Option<u64>,
+    /// Where timestamped log lines of every run are appended.
+    pub log_file: Option<PathBuf>,
+    /// Where the last run's outcome is written as Prometheus metrics.
+    pub metrics_file: Option<PathBuf>,
     /// Reuse one ssh connection for every operation on a remote peer (OpenSSH only).
     pub multiplex: bool,
     /// How staged files are checked against the peer's; size when unset.

@@ -50,6 +50,12 @@ pub fn render(config: &Config) -> String {
     if let Some(max) = config.max_entries {
         line(&mut out, "max_entries", &max.to_string());
     }
+    if let Some(file) = &config.log_file {
+        line(&mut out, "log_file", &path_value(file));
+    }
+    if let Some(file) = &config.metrics_file {
+        line(&mut out, "metrics_file", &path_value(file));
+    }
     if !config.multiplex {
         line(&mut out, "multiplex", "false");
     }

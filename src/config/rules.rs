@@ -33,6 +33,8 @@ pub(crate) fn validate(config: &Config) -> std::result::Result<(), Invalid> {
     for (field, dir) in [
         ("working_dir", &config.working_dir),
         ("lock_dir", &config.lock_dir),
+        ("log_file", &config.log_file),
+        ("metrics_file", &config.metrics_file),
     ] {
         if let Some(dir) = dir {
             check_absolute(dir).map_err(|problem| top(field, problem))?;

@@ -1,6 +1,7 @@
 //! Who holds which lock, for `peerstage locks` and for the message of a lock we could not
 //! take: read from the lock files and /proc/locks without taking, writing or creating
-//! anything, so that looking never gets in the way of a run.
+//! anything, so that looking never gets in the way of a run. And the sweep of the files
+//! nobody holds, which a run does.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -8,7 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::unistd::Pid;
 
 use crate::error::{io_cause, Error, Result};
@@ -236,6 +237,41 @@ pub fn list(dir: &Path) -> Result<Vec<LockInfo>> {
     Ok(infos)
 }
 
+/// Removes the lock files in `dir` that nobody holds: those of owners that were killed
+/// before they could unlink them. Each is locked first and unlinked only while held, so a
+/// run taking one meanwhile keeps it (see the module's notes). Returns how many went.
+pub fn remove_free(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let is_lock = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.ends_with(".lock"));
+        if !is_lock || !entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = super::open_lock_file(&path) else {
+            continue;
+        };
+        let Ok(locked) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        if super::still_at_path(&locked, &path) && std::fs::remove_file(&path).is_ok() {
+            log::debug!("removed the free lock file {}", path.display());
+            removed += 1;
+        }
+        if let Err((locked, _)) = locked.unlock() {
+            // Closing the descriptor drops the lock; nix's Drop would panic instead.
+            std::mem::forget(locked);
+        }
+    }
+    removed
+}
+
 fn lock_name(stem: &str) -> String {
     if let Some(rest) = stem.strip_prefix("run-") {
         format!("run {rest}")
@@ -276,10 +312,37 @@ mod tests {
     }
 
     #[test]
+    fn remove_free_takes_only_the_files_nobody_holds() {
+        let dir = lock_dir();
+        let held = Lock::peer(dir.path(), "db1", false).unwrap();
+        std::fs::write(dir.path().join("peer-ghost.lock"), "999999\npeer ghost\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a lock").unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "kept").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("peer-link.lock")).unwrap();
+        assert_eq!(remove_free(dir.path()), 1);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["notes.txt", "peer-db1.lock", "peer-link.lock", "victim"]
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "kept");
+        assert!(held.path().exists());
+    }
+
+    #[test]
     fn list_reports_held_and_free_locks_without_disturbing_the_holder() {
         let dir = lock_dir();
         let held = Lock::peer(dir.path(), "db1", false).unwrap();
-        drop(Lock::run(dir.path(), Path::new("/var/backup/staging"), false).unwrap());
+        // A free lock: the empty file of an owner killed before it could unlink it.
+        let free = dir
+            .path()
+            .join(Lock::run_file_name(Path::new("/var/backup/staging")));
+        std::fs::write(&free, "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a lock").unwrap();
 
         let infos = list(dir.path()).unwrap();

@@ -3,14 +3,17 @@
 //! A lock is an `flock(2)` on a file in a private lock dir; the file also holds the owner's pid
 //! and what it is doing, for error messages and `peerstage locks`. The kernel drops an flock
 //! when its owner dies, so a crashed or `kill -9`'d run never blocks the next one, and no
-//! "stale lock" guesswork is needed. Lock files are never unlinked: a waiter may have the old
-//! inode open, and unlinking would let it and a newcomer both "hold" the lock.
+//! "stale lock" guesswork is needed. The holder unlinks its lock file before releasing it, so
+//! the lock dir holds only the locks in use (and those of killed owners, until `run` sweeps
+//! them). That is safe because every taker checks, once it has the flock, that its inode is
+//! still the one at the path, and starts over when it is not: a waiter that had the unlinked
+//! file open never shares the lock with a newcomer.
 
 mod dir;
 mod list;
 
 pub use dir::{default_lock_dir, prepare_lock_dir};
-pub use list::{list, LockInfo};
+pub use list::{list, remove_free, LockInfo};
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -57,9 +60,19 @@ impl Lock {
                 "peer name {peer:?}: not a plain name, cannot name a lock file after it"
             )));
         }
-        let path = dir.join(format!("peer-{peer}.lock"));
+        let path = dir.join(Lock::peer_file_name(peer));
         let what = format!("peer {peer}");
         Lock::acquire(path, &what, &what, wait).map_err(|err| err.for_peer(peer))
+    }
+
+    /// The file name of a peer's lock.
+    pub fn peer_file_name(peer: &str) -> String {
+        format!("peer-{peer}.lock")
+    }
+
+    /// The file name of a staging dir's run lock.
+    pub fn run_file_name(staging_dir: &Path) -> String {
+        run_lock_file_name(staging_dir)
     }
 
     pub fn path(&self) -> &Path {
@@ -115,15 +128,20 @@ impl Drop for Lock {
         let Some(locked) = self.file.take() else {
             return;
         };
-        // Emptied while still held, so that a new owner's pid is never wiped and `list` does
-        // not show us as the owner of a lock we no longer have.
-        if let Err(err) = locked.set_len(0) {
-            log::debug!(
-                "cannot empty lock file {}: {}",
-                self.path.display(),
-                io_cause(&err)
-            );
+        // Unlinked (or else emptied) while still held, so that a new owner's file is never
+        // touched and `list` does not show us as the owner of a lock we no longer have.
+        let unlinked =
+            still_at_path(&locked, &self.path) && std::fs::remove_file(&self.path).is_ok();
+        if !unlinked {
+            if let Err(err) = locked.set_len(0) {
+                log::debug!(
+                    "cannot empty lock file {}: {}",
+                    self.path.display(),
+                    io_cause(&err)
+                );
+            }
         }
+
         // nix's own Drop would panic if unlocking failed; unlock explicitly and only warn.
         if let Err((locked, errno)) = locked.unlock() {
             log::warn!(
@@ -138,7 +156,7 @@ impl Drop for Lock {
 }
 
 /// Opens (creating if needed) a lock file without following a symlink at its path.
-fn open_lock_file(path: &Path) -> Result<File> {
+pub(super) fn open_lock_file(path: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -204,7 +222,7 @@ fn block_on(mut file: File, path: &Path) -> Result<Flock<File>> {
     }
 }
 
-fn still_at_path(file: &File, path: &Path) -> bool {
+pub(super) fn still_at_path(file: &File, path: &Path) -> bool {
     match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
         _ => false,
@@ -316,8 +334,7 @@ mod tests {
         assert_eq!(mode & 0o077, 0, "lock file mode {mode:o}");
         let path = lock.path().to_path_buf();
         drop(lock);
-        assert!(path.exists(), "lock files are emptied, never unlinked");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        assert!(!path.exists(), "a released lock's file is unlinked");
         drop(Lock::peer(dir.path(), "db1", false).unwrap());
     }
 

@@ -59,11 +59,24 @@ pub(crate) fn check_target_dir(target_dir: &Path, dry_run: bool) -> Result<()> {
     }
 }
 
-/// `--dry-run` output: one line on stdout per command or file operation, ready to paste.
-/// Words are quoted with `quote_os`, which writes control characters as escapes; what is
-/// left (a comment naming a peer's path) is escaped here, so a name never breaks the line.
+/// Where dry-run lines go: stdout, unless stdout carries one JSON document (`--json`).
+static DRY_RUN_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, dry-run lines go to stderr: stdout is for `--json`'s document alone.
+pub fn dry_run_lines_to_stderr() {
+    DRY_RUN_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `--dry-run` output: one line per command or file operation, ready to paste. Words are
+/// quoted with `quote_os`, which writes control characters as escapes; what is left (a
+/// comment naming a peer's path) is escaped here, so a name never breaks the line.
 pub(crate) fn print_dry_run(line: impl std::fmt::Display) {
-    println!("{}", crate::escape::Escaped(line));
+    let line = format!("{}\n", crate::escape::Escaped(line));
+    if DRY_RUN_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::progress::print_above(&line);
+    } else {
+        print!("{line}");
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::limits::Limits;
 use crate::ownership::Perms;
 
 /// How peer operations are carried out, the same for every peer of a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PeerOptions {
     /// Print every command line and file operation instead of carrying it out.
     pub dry_run: bool,
@@ -21,6 +21,8 @@ pub struct PeerOptions {
     pub idle: Option<Duration>,
     /// The most entries the collect dir may list.
     pub max_entries: u64,
+    /// Where the peer's progress is counted, for a progress line.
+    pub meter: Option<std::sync::Arc<crate::progress::Meter>>,
     /// Share one ssh connection between all operations on a remote peer (OpenSSH only).
     pub multiplex: bool,
     /// How staged files are checked against the peer's.
@@ -34,6 +36,7 @@ impl Default for PeerOptions {
             deadline: None,
             idle: Some(Duration::from_secs(crate::config::DEFAULT_IDLE_TIMEOUT)),
             max_entries: crate::config::DEFAULT_MAX_ENTRIES,
+            meter: None,
             multiplex: true,
             verify: Verify::default(),
         }

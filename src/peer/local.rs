@@ -29,6 +29,7 @@ use crate::fsutil::{
 use crate::limits::Limits;
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
+use crate::progress::Meter;
 
 use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
 use super::interface::{Peer, PeerOptions, Presence, StageReport};
@@ -65,8 +66,10 @@ struct LocalStage {
     verify: Verify,
     max_entries: u64,
     dry_run: bool,
-    /// Bytes copied or hashed so far.
-    moved: AtomicU64,
+    /// Files and bytes copied so far, for the progress line and the watchdog.
+    meter: Arc<Meter>,
+    /// Bytes read to be hashed: a slow verify is not a stall either.
+    hashed: AtomicU64,
     state: AtomicU8,
 }
 
@@ -235,7 +238,7 @@ impl LocalStage {
             .create_file(name, born_with.unwrap_or(0o600))
             .map_err(|err| self.error(&shown(), write_cause(&err)))?;
         let listed = meta.len();
-        let bytes = copy_contents(&mut input, &mut output, listed, &self.moved)
+        let bytes = copy_contents(&mut input, &mut output, listed, &self.meter.bytes_done)
             .map_err(|err| self.error(&shown(), write_cause(&err)))?;
         // The copy stopped at the size the file had when it began; a file that grew or
         // shrank meanwhile is not what its owner meant to stage.
@@ -254,11 +257,11 @@ impl LocalStage {
         if self.verify == Verify::Sha256 {
             let copied = incoming
                 .open_file(name)
-                .and_then(|copied| sha256(&mut Counting(copied, &self.moved)))
+                .and_then(|copied| sha256(&mut Counting(copied, &self.hashed)))
                 .map_err(|err| self.error(&shown(), io_cause(&err)))?;
             let original = input
                 .seek(SeekFrom::Start(0))
-                .and_then(|_| sha256(&mut Counting(&mut input, &self.moved).take(listed)))
+                .and_then(|_| sha256(&mut Counting(&mut input, &self.hashed).take(listed)))
                 .map_err(|err| self.error(&source(), io_cause(&err)))?;
             if copied != original {
                 return Err(self.error(&source(), "SHA-256 of the staged copy differs"));
@@ -272,6 +275,7 @@ impl LocalStage {
         };
         rest.apply(&output, None)
             .map_err(|cause| self.error(&shown(), cause))?;
+        self.meter.file_done();
         Ok(Copied::Bytes(bytes))
     }
 }
@@ -346,7 +350,8 @@ fn watched(stage: LocalStage, limits: Limits) -> Result<StageReport> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         let now = Instant::now();
-        let moved = stage.moved.load(Ordering::Relaxed);
+        let moved =
+            stage.meter.bytes_done.load(Ordering::Relaxed) + stage.hashed.load(Ordering::Relaxed);
         if moved != last {
             last = moved;
             moved_at = now;
@@ -387,7 +392,8 @@ impl Peer for LocalPeer {
             verify: self.options.verify,
             max_entries: self.options.max_entries,
             dry_run: self.options.dry_run,
-            moved: AtomicU64::new(0),
+            meter: self.options.meter.clone().unwrap_or_default(),
+            hashed: AtomicU64::new(0),
             state: AtomicU8::new(WORKING),
         };
         let limits = self.options.limits();

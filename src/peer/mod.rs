@@ -18,7 +18,7 @@ pub use remote::RemotePeer;
 
 pub use crate::config::Verify;
 pub(crate) use checks::print_dry_run;
-pub use checks::validate;
+pub use checks::{dry_run_lines_to_stderr, validate};
 pub use interface::{not_remote, Peer, PeerOptions, Presence, RemoteCommands, StageReport};
 
 use crate::config::{PeerConfig, PeerKind};

@@ -97,11 +97,19 @@ impl Incoming {
 /// A private scratch dir under `parent`, handed to `owner` when there is one.
 pub fn scratch_dir(parent: &Path, owner: Option<Ownership>) -> Result<ScratchDir> {
     let scratch = ScratchDir::create_in(parent).map_err(|err| {
-        Error::failed(format!(
+        let cause = format!(
             "{}: cannot create a scratch dir: {}",
             parent.display(),
             write_cause(&err)
-        ))
+        );
+        // A working dir that is not there (or not ours to write) is a mistake in the
+        // settings, not a failure of the peer.
+        match err.kind() {
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::NotADirectory
+            | std::io::ErrorKind::PermissionDenied => Error::usage(cause),
+            _ => Error::failed(cause),
+        }
     })?;
     if let Some(owner) = owner {
         nix::unistd::chown(

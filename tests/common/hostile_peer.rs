@@ -1,4 +1,5 @@
-//! A compromised peer, for the attacker's-eye tests in `tests/hostile.rs`: an SFTP v3 server
+//! A compromised peer, for the attacker's-eye tests in `tests/hostile.rs` (and a slow one for
+//! `tests/progress.rs`): an SFTP v3 server
 //! (run by the test sshd as its sftp subsystem) and a legacy scp source (run as its
 //! ForceCommand), both serving the real files of the test's temp dirs, with one twist each,
 //! chosen by a scenario name.
@@ -337,6 +338,10 @@ impl Server {
                 let handle = Self::handle_of(&mut fields);
                 let offset = fields.u64();
                 let length = fields.u32() as usize;
+                // Not hostile: a slow link, for the progress line (tests/progress.rs).
+                if self.scenario == "slow-read" {
+                    std::thread::sleep(std::time::Duration::from_millis(15));
+                }
                 match self.scenario.as_str() {
                     // Never answers a read; the connection stays up.
                     "stall-read" => return,

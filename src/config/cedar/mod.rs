@@ -184,6 +184,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         timeout: None,
         idle_timeout: None,
         max_entries: None,
+        log_file: None,
+        metrics_file: None,
         multiplex: true,
         verify: None,
         hooks: HookConfig {

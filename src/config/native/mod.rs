@@ -12,6 +12,8 @@
 //! timeout = 3600                        # seconds, >= 1
 //! idle_timeout = 300                    # seconds without a byte moved; 0 turns it off
 //! max_entries = 100000                  # most entries a collect dir may list, >= 1
+//! log_file = "/var/log/peerstage.log"   # absolute; timestamped lines of every run
+//! metrics_file = "/var/lib/prometheus/node-exporter/peerstage.prom"   # absolute
 //! multiplex = true                      # one ssh connection per remote peer (OpenSSH)
 //! verify = "size"                       # none, size or sha256
 //!
@@ -66,6 +68,8 @@ struct RawFile {
     timeout: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<i64>>,
     max_entries: Option<Spanned<i64>>,
+    log_file: Option<Spanned<String>>,
+    metrics_file: Option<Spanned<String>>,
     multiplex: Option<bool>,
     verify: Option<Spanned<String>>,
     #[serde(default)]
@@ -273,6 +277,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         timeout,
         idle_timeout,
         max_entries,
+        log_file: raw
+            .log_file
+            .as_ref()
+            .map(|file| PathBuf::from(file.get_ref())),
+        metrics_file: raw
+            .metrics_file
+            .as_ref()
+            .map(|file| PathBuf::from(file.get_ref())),
         multiplex: raw.multiplex.unwrap_or(true),
         verify,
         hooks,
@@ -288,6 +300,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
                     "backup_user" => raw.backup_user.as_ref().map(Spanned::span),
                     "backup_group" => raw.backup_group.as_ref().map(Spanned::span),
                     "lock_dir" => raw.lock_dir.as_ref().map(Spanned::span),
+                    "log_file" => raw.log_file.as_ref().map(Spanned::span),
+                    "metrics_file" => raw.metrics_file.as_ref().map(Spanned::span),
                     _ => None,
                 };
                 (span.unwrap_or(0..0), format!("{field} {}", invalid.problem))

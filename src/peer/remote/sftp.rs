@@ -127,6 +127,7 @@ impl Transport for SftpTransport {
             max_entries: link.options.max_entries,
             preserve,
             owner: link.owner,
+            meter: link.options.meter.as_deref(),
         };
         log::info!(
             "peer {}: sftp: copy {}/* into {}",

@@ -21,6 +21,7 @@ use super::packet::{self, bytes_body, handle_answer, open_body, read_body, Answe
 use super::{Session, SftpError};
 use crate::fsutil::{is_plain_file_name, DirFd};
 use crate::ownership::Ownership;
+use crate::progress::Meter;
 
 /// The size of each read: what every server answers whole.
 const READ_CHUNK: u32 = 32 * 1024;
@@ -46,6 +47,8 @@ pub struct Plan<'a> {
     pub preserve: bool,
     /// Who the files belong to: the local user whose scp would have written them.
     pub owner: Option<Ownership>,
+    /// Where what is listed and copied is counted, for the progress line.
+    pub meter: Option<&'a Meter>,
 }
 
 /// What came.
@@ -340,6 +343,10 @@ impl Copy<'_, '_> {
                 for (name, attrs) in names {
                     self.listed(name, attrs);
                 }
+                if let (true, Some(meter)) = (self.listing.ended, self.plan.meter) {
+                    // Symlinks still being looked at may add a little.
+                    meter.listing_complete();
+                }
                 Ok(())
             }
             Request::Stat(name) => {
@@ -433,6 +440,9 @@ impl Copy<'_, '_> {
             gaps: Vec::new(),
             queued: false,
         });
+        if let Some(meter) = self.plan.meter {
+            meter.listed(size);
+        }
         self.to_open.push_back(self.entries.len() - 1);
     }
 
@@ -558,6 +568,9 @@ impl Copy<'_, '_> {
                 return Some(Failure::Write { name, error });
             }
         }
+        if let Some(meter) = self.plan.meter {
+            meter.moved(data.len() as u64);
+        }
         if data.len() < length as usize {
             let end = offset + data.len() as u64;
             entry.gaps.push((end, length - data.len() as u32));
@@ -590,6 +603,9 @@ impl Copy<'_, '_> {
                 self.done
                     .files
                     .push((OsStr::from_bytes(&entry.name).to_os_string(), entry.size));
+                if let Some(meter) = self.plan.meter {
+                    meter.file_done();
+                }
             }
         }
         if let Some(handle) = self.entries[index].handle.take() {

@@ -1,212 +1,6 @@
-//! The man page and shell completions, generated from the one clap definition in `cli`, with
-//! the hand-written sections (configuration, exit status, files, examples) kept here beside it.
-//! `peerstage generate DIR` writes them; a test fails when the checked-in copies are stale.
+//! The hand-written parts of the man page, in roff: what the generated option lists cannot say.
 
-use std::fmt::Write as _;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-
-use clap::Command;
-use clap_complete::Shell;
-
-/// Every generated file, as (path relative to the repository root, contents).
-pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = vec![(PathBuf::from("man/peerstage.1"), man_page().into_bytes())];
-    for (shell, name) in [
-        (Shell::Bash, "peerstage.bash"),
-        (Shell::Zsh, "_peerstage"),
-        (Shell::Fish, "peerstage.fish"),
-    ] {
-        let mut out = Vec::new();
-        clap_complete::generate(shell, &mut crate::cli::command(), "peerstage", &mut out);
-        files.push((Path::new("completions").join(name), out));
-    }
-    files
-}
-
-pub fn write_all(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for (relative, contents) in generate() {
-        let path = root.join(relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::write(&path, contents)?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
-/// Escapes text for roff: backslashes, and a leading `.` or `'` that would read as a request.
-fn roff(text: &str) -> String {
-    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
-    escaped
-        .lines()
-        .map(|line| {
-            if line.starts_with('.') || line.starts_with('\'') {
-                format!("\\&{line}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn bold(text: &str) -> String {
-    format!("\\fB{}\\fR", roff(text))
-}
-
-/// Which options of a subcommand to list: its own, or the shared peer options.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Own,
-    Peer,
-    Global,
-}
-
-fn is_peer_option(arg: &clap::Arg) -> bool {
-    arg.get_help_heading() == Some(PEER_HEADING)
-}
-
-const PEER_HEADING: &str = "Peer";
-
-/// One `.TP` entry per option of a command, from its clap definition.
-fn options(out: &mut String, cmd: &Command, which: Which) {
-    for arg in cmd.get_arguments() {
-        let wanted = match which {
-            Which::Own => !arg.is_global_set() && !is_peer_option(arg),
-            Which::Peer => is_peer_option(arg),
-            Which::Global => true,
-        };
-        if arg.is_hide_set() || !wanted {
-            continue;
-        }
-        let id = arg.get_id().as_str();
-        if id == "help" || id == "version" {
-            continue;
-        }
-        let mut names = Vec::new();
-        if let Some(short) = arg.get_short() {
-            names.push(bold(&format!("-{short}")));
-        }
-        if let Some(long) = arg.get_long() {
-            names.push(bold(&format!("--{long}")));
-        }
-        let value = arg
-            .get_value_names()
-            .map(|values| {
-                values
-                    .iter()
-                    .map(|v| format!("\\fI{}\\fR", roff(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .filter(|_| arg.get_action().takes_values());
-        let mut head = names.join(", ");
-        if let Some(value) = value {
-            if head.is_empty() {
-                head = value;
-            } else {
-                head = format!("{head} {value}");
-            }
-        }
-        let help = arg
-            .get_long_help()
-            .or(arg.get_help())
-            .map(|h| h.to_string())
-            .unwrap_or_default();
-        // A flag's "default: false" says nothing.
-        let defaults: Vec<_> = if arg.get_action().takes_values() {
-            arg.get_default_values()
-                .iter()
-                .map(|v| v.to_string_lossy().into_owned())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut text = roff(&help);
-        if !defaults.is_empty() {
-            let _ = write!(text, " [default: {}]", roff(&defaults.join(", ")));
-        }
-        let _ = writeln!(out, ".TP\n{head}\n{text}");
-    }
-}
-
-fn takes_peer(cmd: &Command) -> bool {
-    cmd.get_arguments().any(is_peer_option)
-}
-
-fn man_page() -> String {
-    let mut cli = crate::cli::command();
-    cli.build();
-    let version = cli.get_version().unwrap_or_default().to_string();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        ".TH PEERSTAGE 1 \"\" \"peerstage {version}\" \"User Commands\""
-    );
-    let _ = writeln!(out, ".SH NAME\npeerstage \\- stage the collected backup files of a pool of peers onto a master host");
-    out.push_str(".SH SYNOPSIS\n");
-    let subcommands: Vec<&Command> = cli
-        .get_subcommands()
-        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
-        .collect();
-    for sub in &subcommands {
-        let usage = (*sub).clone().render_usage().to_string();
-        let mut usage = usage
-            .trim_start_matches("Usage: ")
-            .replace("peerstage-", "peerstage ");
-        if takes_peer(sub) {
-            usage.push_str(" PEER");
-        }
-        let _ = writeln!(out, ".br\n{}", roff(&usage));
-    }
-    out.push_str(
-        ".PP\nwhere \\fIPEER\\fR is \\fB\\-\\-collect\\-dir\\fR \\fIDIR\\fR for a local peer, \
-         \\fB\\-\\-host\\fR \\fIHOST\\fR \\fB\\-\\-collect\\-dir\\fR \\fIDIR\\fR for a remote one, \
-         or \\fB\\-\\-config\\fR \\fIFILE\\fR \\fB\\-\\-peer\\fR \\fINAME\\fR (see PEER OPTIONS).\n",
-    );
-    out.push_str(DESCRIPTION);
-    out.push_str(".SH COMMANDS\n");
-    for sub in &subcommands {
-        let _ = writeln!(out, ".SS \"peerstage {}\"", sub.get_name());
-        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
-            let _ = writeln!(out, "{}", roff(&about.to_string()));
-        }
-        if sub.has_subcommands() {
-            for inner in sub.get_subcommands() {
-                let _ = writeln!(
-                    out,
-                    ".TP\n{}\n{}",
-                    bold(&format!(
-                        "peerstage {} {}",
-                        sub.get_name(),
-                        inner.get_name()
-                    )),
-                    roff(&inner.get_about().map(|a| a.to_string()).unwrap_or_default())
-                );
-                options(&mut out, inner, Which::Own);
-            }
-        } else {
-            options(&mut out, sub, Which::Own);
-            if takes_peer(sub) {
-                out.push_str(".TP\n\\fIPEER\\fR\nThe peer, as in PEER OPTIONS.\n");
-            }
-        }
-    }
-    out.push_str(".SH PEER OPTIONS\nThe single\\-peer commands name their peer with these.\n");
-    if let Some(stage) = subcommands.iter().find(|sub| takes_peer(sub)) {
-        options(&mut out, stage, Which::Peer);
-    }
-    out.push_str(".SH GLOBAL OPTIONS\nThese go before or after the subcommand.\n");
-    options(&mut out, &cli, Which::Global);
-    out.push_str(SECTIONS);
-    out
-}
-
-const DESCRIPTION: &str = r#".SH DESCRIPTION
+pub const DESCRIPTION: &str = r#".SH DESCRIPTION
 A backup pool has peers and a master. Each peer collects its backup files into a
 \fIcollect directory\fR and, when done, writes an empty \fIcollect indicator\fR file there
 (\fBcback.collect\fR). The master then \fIstages\fR every ready peer: it copies the regular files
@@ -250,6 +44,13 @@ sftp\-server) is found out when it lets ssh in but refuses the session, and gets
 protocol (\fBscp \-O\fR) from then on, said once as a warning; put \fB\-O\fR in its rcp command
 to skip the attempt.
 .PP
+\fBCompression.\fR Cedar Backup's default rcp command has \fB\-C\fR, and it stays the default:
+over a slow link it pays for text and uncompressed dumps. Backup archives are usually
+compressed already, and then \fB\-C\fR costs CPU for nothing and slows a fast link down several
+times: 512 MiB of random data over loopback took 18 to 20 s with the default, 4 to 7 s without
+\fB\-C\fR (plain \fBscp\fR: 3.5 to 5.5 s). Drop it per peer or for the pool with
+\fBrcp_command = "/usr/bin/scp \-B \-q"\fR (native TOML) or \fB<rcp_command>\fR (cback3.conf).
+.PP
 Remote commands (managed actions, \fBexec\fR) are read by the login shell of the peer's account.
 Every argument is quoted so that sh, dash, bash, zsh, fish and the csh family read it as
 written (single quotes, with \fB\(aq\fR, \fB\e\fR and \fB!\fR backslashed outside them), and arrives
@@ -269,7 +70,7 @@ as it is. The single\-peer commands (\fBstage\fR, \fBcheck\fR, \fBmark\fR, \fBex
 do one step for one peer, named with flags or with \fB\-\-config\fR \fIFILE\fR \fB\-\-peer\fR \fINAME\fR.
 "#;
 
-const SECTIONS: &str = r#".SH CONFIGURATION
+pub const SECTIONS: &str = r#".SH CONFIGURATION
 \fBpeerstage run\fR, \fBstatus\fR, \fBconfig\fR and \fB\-\-config\fR read either format: a file that
 starts with \fB<\fR is Cedar Backup XML, anything else native TOML. Unknown TOML keys are errors.
 \fBpeerstage config show\fR prints any config as the equivalent native TOML.
@@ -287,6 +88,8 @@ idle_timeout = 300                    # seconds without a byte moved; 0: off
 max_entries = 100000                  # most entries a collect dir may list
 multiplex = true                      # one ssh connection per peer
 verify = "size"                       # none, size or sha256
+log_file = "/var/log/peerstage.log"   # appended, as \-\-log\-file
+metrics_file = "/var/lib/prometheus/node\-exporter/peerstage.prom"
 
 [defaults]                            # for every peer that does not say
 rcp_command = "/usr/bin/scp \-B \-q \-C"
@@ -323,6 +126,83 @@ user, \fBrcp_command\fR, \fBrsh_command\fR, \fBcback_command\fR, \fBmanaged\fR, 
 the top\-level \fB<peers>\fR section is the fallback peer list. As in Cedar Backup, when running as
 root the commands for remote peers run as \fBbackup_user\fR through \fBsu\fR. Other sections are
 ignored.
+.SH STATUS LETTERS
+Each peer of a run ends with one status, shown as a letter and a word in the table, the JSON
+report, the metrics and \fBPEERSTAGE_STATUS\fR (the letters are Bacula's job status letters):
+.TP
+.B T \fRcompleted
+Staged, checked as \fBverify\fR says, and the stage indicator written on the peer.
+.TP
+.B E \fRterminated with errors
+Reached, but a step failed: the copy, the check, the stage indicator, a managed action, a
+post\-peer hook, or its lock was held. Nothing of a failed copy is staged.
+.TP
+.B f \fRfatal error
+Not reached (ssh failed, \fB\-\-timeout\fR or \fB\-\-idle\-timeout\fR ran out), or its settings
+could not be used (an unknown local user, a command that cannot be found).
+.TP
+.B N \fRnot ready
+Reached, but there is no collect indicator in its collect dir, or no collect dir at all (said
+apart: a mistyped path or a disk not mounted is not a peer still collecting). Nothing is copied.
+.TP
+.B S \fRskipped
+Its pre\-peer hook failed; nothing was tried.
+.TP
+.B A \fRcanceled
+The run was canceled (a signal, or a failing run\-start hook) before or while the peer was staged.
+.TP
+.B C \fRnot run (dry run)
+\fB\-\-dry\-run\fR printed what staging it would do; nothing was probed.
+.PP
+Every status but T and C fails the run (exit status 1) unless the peer's \fBignore_failures\fR
+covers it (\fBall\fR, or \fBdaily\fR/\fBweekly\fR on such a run); an ignored failure is still
+reported, with \fBignored: true\fR.
+.SH OUTPUT, LOGS AND METRICS
+\fBProgress.\fR On a terminal, \fBstage\fR and \fBrun\fR keep one line on stderr up to date four
+times a second while files are copying: peers done, files and bytes done of what the peers
+listed, the rate and the time left, and the peers at work with how far each has got. The total
+and the time left show once every busy peer has listed its collect dir (a local collect dir is
+read as it is copied, so its line shows what is done and the rate). Bytes count as they arrive
+over SFTP and from a local copy; through a literal rcp command, a peer's files count when its
+copy ends. The line is cleared before any message and redrawn after it. There is no progress
+line when stderr is not a terminal (cron, a pipe, systemd), with \fB\-q\fR, or with \fB\-\-json\fR.
+.PP
+\fBLog file.\fR With \fBlog_file\fR in the config or \fB\-\-log\-file\fR \fIFILE\fR, every
+message at info level and above (whatever \fB\-v\fR or \fB\-q\fR say for stderr) is appended
+to \fIFILE\fR, one line each with the time, the pid and the level: the run's start and end,
+each peer's outcome, each error. The file is opened for appending without following a
+symbolic link and must be a regular file; it is created with mode 0640. A log file that
+cannot be opened is a usage error (2).
+.PP
+\fBThe journal.\fR Under systemd (when \fBJOURNAL_STREAM\fR names stderr), each line on stderr
+starts with its syslog priority as \fBsd\-daemon\fR(3) describes (\fB<3>\fR error,
+\fB<4>\fR warning, \fB<6>\fR info, \fB<7>\fR debug), so that \fBjournalctl \-p warning \-u
+peerstage\fR finds the problems.
+.PP
+\fBJob reports.\fR Each run writes its report into its daily dir as
+\fIpeerstage\-report\-<start>.json\fR (the start in UTC, \fB:\fR written as \fB\-\fR), so every run of
+a day is kept; it holds the config's absolute path, each peer's status, files, bytes and seconds.
+.PP
+\fBMetrics.\fR With \fBmetrics_file\fR in the config or \fBrun \-\-metrics\-file\fR \fIFILE\fR,
+each run writes the Prometheus text format to \fIFILE\fR whole (a temporary file renamed into
+place, mode 0644), for node_exporter's textfile collector (on Debian, the directory
+\fI/var/lib/prometheus/node\-exporter\fR):
+\fBpeerstage_run_start_timestamp_seconds\fR, \fBpeerstage_run_end_timestamp_seconds\fR,
+\fBpeerstage_run_success\fR (1 or 0), and per peer \fBpeerstage_peer_success\fR,
+\fBpeerstage_peer_status\fR (the letter and word as labels), \fBpeerstage_peer_files\fR,
+\fBpeerstage_peer_bytes\fR and \fBpeerstage_peer_seconds\fR, all labelled with the config.
+A metrics file that cannot be written fails the run (1). Alert on
+\fBpeerstage_run_success == 0\fR, and on \fBtime() \- peerstage_run_end_timestamp_seconds >
+93600\fR for a run that did not happen.
+.SH SYSTEMD
+The repository's \fIsystemd/\fR directory has \fBpeerstage.service\fR, a oneshot that runs
+\fBpeerstage run \-\-config /etc/peerstage/pool.toml\fR with the hardening a root backup job can
+live with (no writes to \fI/usr\fR, \fI/boot\fR or \fI/etc\fR, private \fI/tmp\fR and devices,
+no set\-id files, no new namespaces), and \fBpeerstage.timer\fR, which starts it every night at
+02:00 (and at boot when that was missed). Install them in \fI/etc/systemd/system\fR and run
+\fBsystemctl enable \-\-now peerstage.timer\fR. A run that fails (exit 1, 2, 69 or 75) leaves the
+service failed, for \fBsystemctl \-\-failed\fR and \fBOnFailure=\fR. \fBsystemctl stop\fR sends
+SIGTERM, which cancels the run cleanly (see SIGNALS).
 .SH SECURITY
 peerstage usually runs as root, and a peer may be compromised, or a local collect directory
 writable by an unprivileged user. Everything a peer sends (file names, sizes, file contents,
@@ -412,13 +292,17 @@ Default scratch dir for remote peers without a working dir.
 .TP
 .B XDG_RUNTIME_DIR
 Default lock dir parent when not running as root.
+.TP
+.B JOURNAL_STREAM
+Set by systemd: when it names stderr, lines carry journal priorities (see OUTPUT, LOGS AND
+METRICS).
 .PP
 Hooks are run with these variables set:
 \fBPEERSTAGE_EVENT\fR (run\-start, pre\-peer, post\-peer, run\-end),
 \fBPEERSTAGE_DATE\fR, \fBPEERSTAGE_FULL\fR (0 or 1), \fBPEERSTAGE_CONFIG\fR,
 \fBPEERSTAGE_STAGING_DIR\fR, \fBPEERSTAGE_DAILY_DIR\fR, \fBPEERSTAGE_PEERS\fR (names);
 for a peer, \fBPEERSTAGE_PEER\fR, \fBPEERSTAGE_PEER_TYPE\fR, \fBPEERSTAGE_TARGET_DIR\fR;
-after a peer and at run end, \fBPEERSTAGE_STATUS\fR (T, E, f, A, N or S),
+after a peer and at run end, \fBPEERSTAGE_STATUS\fR (see STATUS LETTERS),
 \fBPEERSTAGE_STATUS_WORD\fR, \fBPEERSTAGE_FILES\fR, \fBPEERSTAGE_BYTES\fR;
 after a peer, \fBPEERSTAGE_SECONDS\fR, \fBPEERSTAGE_IGNORED\fR, \fBPEERSTAGE_MESSAGE\fR;
 at run end, \fBPEERSTAGE_FAILED\fR, \fBPEERSTAGE_REPORT\fR and \fBPEERSTAGE_EXIT_CODE\fR.
@@ -434,19 +318,29 @@ Stage indicator, written by peerstage when the peer's files are staged.
 .I <staging_dir>/YYYY/MM/DD/cback.stage
 Master stage indicator, written at the end of a run.
 .TP
-.I <staging_dir>/YYYY/MM/DD/peerstage\-report.json
-Job report of the latest run of that day: per peer its status letter and word, files, bytes
-and seconds.
+.I <staging_dir>/YYYY/MM/DD/peerstage\-report\-<start>.json
+Job report of each run of that day: per peer its status letter and word, files, bytes and
+seconds.
+.TP
+.I /etc/systemd/system/peerstage.service, peerstage.timer
+The systemd units, from the repository's \fIsystemd/\fR (see SYSTEMD).
 .TP
 .I /run/peerstage/*.lock
 Lock files (as root; otherwise \fI$XDG_RUNTIME_DIR/peerstage\fR or \fI/tmp/peerstage\-UID\fR):
 \fBrun\-*.lock\fR per staging dir, \fBpeer\-NAME.lock\fR per peer. Each holds its owner's pid;
 a lock is released when its owner exits, even when killed.
 .SH EXAMPLES
-Stage the pool every night at 02:30 (crontab of root):
+Stage the pool every night with systemd (see SYSTEMD):
 .PP
 .nf
-30 2 * * *  /usr/local/bin/peerstage \-q run \-\-config /etc/cback3.conf
+systemctl enable \-\-now peerstage.timer
+.fi
+.PP
+Or from root's crontab at 02:30, with a log file and metrics for node_exporter (errors still
+reach the cron mail):
+.PP
+.nf
+30 2 * * *  /usr/local/bin/peerstage \-q run \-\-config /etc/cback3.conf \-\-log\-file /var/log/peerstage.log \-\-metrics\-file /var/lib/prometheus/node\-exporter/peerstage.prom
 .fi
 .PP
 Stage one remote peer from a script, only when it is ready:
@@ -462,6 +356,19 @@ See what a run would do, without changing anything:
 .PP
 .nf
 peerstage \-\-dry\-run run \-\-config /etc/peerstage.toml
+.fi
+.PP
+Run a command on a remote peer (its options before \fB\-\-\fR):
+.PP
+.nf
+peerstage exec \-\-host db1 \-\-remote\-user backup \-\- df \-h /var/backup
+.fi
+.PP
+See which peers are ready, and which locks the pool holds:
+.PP
+.nf
+peerstage status \-\-config /etc/cback3.conf
+peerstage locks \-\-config /etc/cback3.conf
 .fi
 .SH SEE ALSO
 .BR scp (1),
