@@ -27,7 +27,7 @@ use std::time::Instant;
 use crate::limits::{Expired, Limits};
 use crate::process::{Cmd, Piped};
 
-use packet::{attrs_answer, bytes_body, handle_answer, open_body, status, Answer, Reader};
+use packet::{attrs_answer, bytes_body, handle_answer, open_body, status, Answer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpError {
@@ -61,6 +61,11 @@ impl std::fmt::Display for SftpError {
 /// two, not one per hundred names.
 const READDIRS_IN_FLIGHT: usize = 8;
 
+/// The pipe from ssh, as large as an unprivileged process may ask (pipe-max-size).
+const PIPE_SIZE: i32 = 1 << 20;
+/// What one read(2) from ssh may bring.
+const INCOMING: usize = 256 * 1024;
+
 pub struct Session {
     child: Piped,
     next_id: u32,
@@ -73,9 +78,11 @@ pub struct Session {
     deferred: HashSet<u32>,
     /// Requests not yet written: a batch goes out in one write.
     outgoing: Vec<u8>,
-    /// Answers read from ssh but not yet taken: one read(2) brings many packets.
-    incoming: Vec<u8>,
+    /// Answers read from ssh, `incoming[taken..filled]` not yet taken: one read(2) brings
+    /// many packets. Allocated once and never zeroed again.
+    incoming: Box<[u8]>,
     taken: usize,
+    filled: usize,
     /// The server tells its limits (`limits@openssh.com`).
     tells_limits: bool,
 }
@@ -90,6 +97,12 @@ impl Session {
                 command.program().to_string_lossy()
             ))
         })?;
+        if let Some(stdout) = &child.child.stdout {
+            // A pipe of 1 MiB rather than 64 KiB lets ssh hand over what it has in one go, so
+            // its own channel buffer stays small: with many reads in flight it otherwise
+            // grows and shrinks all the time, which costs ssh more than the copy itself.
+            let _ = nix::fcntl::fcntl(stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        }
         Ok(Session {
             child,
             next_id: 0,
@@ -98,8 +111,9 @@ impl Session {
             pending: HashSet::new(),
             deferred: HashSet::new(),
             outgoing: Vec::new(),
-            incoming: Vec::new(),
+            incoming: vec![0u8; INCOMING].into_boxed_slice(),
             taken: 0,
+            filled: 0,
             tells_limits: false,
         })
     }
@@ -110,13 +124,13 @@ impl Session {
         // INIT carries the version where other requests carry an id.
         packet::push_packet(&mut self.outgoing, packet::INIT, &3u32.to_be_bytes(), &[]);
         match self.receive()? {
-            (packet::VERSION, version) => {
-                self.tells_limits = packet::extensions(&version)?
+            (packet::VERSION, _version, extensions) => {
+                self.tells_limits = packet::extensions(&extensions)?
                     .iter()
                     .any(|name| name == packet::LIMITS_EXTENSION);
                 Ok(())
             }
-            (kind, _) => Err(SftpError::Protocol(format!(
+            (kind, _, _) => Err(SftpError::Protocol(format!(
                 "answered INIT with packet type {kind}"
             ))),
         }
@@ -305,14 +319,12 @@ impl Session {
     /// requests are taken on the way (a failed close is only worth a line in the log).
     pub(super) fn recv(&mut self) -> Answer<(u32, u8, Vec<u8>)> {
         loop {
-            let (kind, mut packet) = self.receive()?;
-            let id = Reader::new(&packet).u32()?;
+            let (kind, id, packet) = self.receive()?;
             if !self.pending.remove(&id) {
                 return Err(SftpError::Protocol(format!(
                     "an answer (type {kind}) to request {id}, which is not waiting for one"
                 )));
             }
-            packet.drain(..4);
             if self.deferred.remove(&id) {
                 if let Err(err) = status(&packet) {
                     log::debug!("sftp: a close failed: {err}");
@@ -343,31 +355,41 @@ impl Session {
         written
     }
 
-    fn receive(&mut self) -> Answer<(u8, Vec<u8>)> {
+    /// The next packet: its type, the u32 every answer starts with (the request id; the
+    /// version in VERSION), and the rest.
+    fn receive(&mut self) -> Answer<(u8, u32, Vec<u8>)> {
         self.flush()?;
         let mut length = [0u8; 4];
         self.read_exact(&mut length)?;
         let length = u32::from_be_bytes(length) as usize;
-        if length == 0 || length > packet::MAX_PACKET {
+        if length < 5 || length > packet::MAX_PACKET {
             return Err(SftpError::Protocol(format!("bad packet length {length}")));
         }
-        let mut kind = [0u8; 1];
-        self.read_exact(&mut kind)?;
-        let mut packet = vec![0u8; length - 1];
-        self.read_exact(&mut packet)?;
-        Ok((kind[0], packet))
+        let mut head = [0u8; 5];
+        self.read_exact(&mut head)?;
+        let [kind, i0, i1, i2, i3] = head;
+        let mut packet = Vec::with_capacity(length - 5);
+        while packet.len() < length - 5 {
+            if self.taken == self.filled {
+                self.refill()?;
+            }
+            let count = (self.filled - self.taken).min(length - 5 - packet.len());
+            packet.extend_from_slice(&self.incoming[self.taken..self.taken + count]);
+            self.taken += count;
+        }
+        Ok((kind, u32::from_be_bytes([i0, i1, i2, i3]), packet))
     }
 
     /// Reads exactly `buf.len()` bytes, waiting no longer than the limits allow.
     fn read_exact(&mut self, buf: &mut [u8]) -> Answer<()> {
         let mut filled = 0;
         while filled < buf.len() {
-            if self.taken == self.incoming.len() {
+            if self.taken == self.filled {
                 self.refill()?;
             }
-            let ready = &self.incoming[self.taken..];
-            let count = ready.len().min(buf.len() - filled);
-            buf[filled..filled + count].copy_from_slice(&ready[..count]);
+            let count = (self.filled - self.taken).min(buf.len() - filled);
+            buf[filled..filled + count]
+                .copy_from_slice(&self.incoming[self.taken..self.taken + count]);
             filled += count;
             self.taken += count;
         }
@@ -383,13 +405,12 @@ impl Session {
             .stdout
             .as_mut()
             .ok_or_else(|| SftpError::Broken("stdout closed".to_string()))?;
-        self.incoming.resize(256 * 1024, 0);
         self.taken = 0;
+        self.filled = 0;
         loop {
             if let Some(until) = self.limits.until(self.moved_at) {
                 let now = Instant::now();
                 if let Some(expired) = self.limits.expired(self.moved_at, now) {
-                    self.incoming.clear();
                     return Err(SftpError::TimedOut(expired));
                 }
                 let left = until.saturating_duration_since(now);
@@ -404,27 +425,18 @@ impl Session {
                 match nix::poll::poll(&mut fds, timeout) {
                     Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
                     Ok(_) => {}
-                    Err(err) => {
-                        self.incoming.clear();
-                        return Err(SftpError::Broken(err.to_string()));
-                    }
+                    Err(err) => return Err(SftpError::Broken(err.to_string())),
                 }
             }
             match stdout.read(&mut self.incoming) {
-                Ok(0) => {
-                    self.incoming.clear();
-                    return Err(SftpError::Broken("ssh exited".to_string()));
-                }
+                Ok(0) => return Err(SftpError::Broken("ssh exited".to_string())),
                 Ok(count) => {
-                    self.incoming.truncate(count);
+                    self.filled = count;
                     self.moved_at = Instant::now();
                     return Ok(());
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    self.incoming.clear();
-                    return Err(SftpError::Broken(err.to_string()));
-                }
+                Err(err) => return Err(SftpError::Broken(err.to_string())),
             }
         }
     }

@@ -190,10 +190,9 @@ pub fn push_packet(out: &mut Vec<u8>, kind: u8, head: &[u8], body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// The extension names a VERSION answer lists (after the version, name and data pairs).
-pub fn extensions(version: &[u8]) -> Answer<Vec<Vec<u8>>> {
-    let mut reader = Reader::new(version);
-    reader.u32()?;
+/// The extension names a VERSION answer lists (its name and data pairs, after the version).
+pub fn extensions(pairs: &[u8]) -> Answer<Vec<Vec<u8>>> {
+    let mut reader = Reader::new(pairs);
     let mut names = Vec::new();
     while !reader.data.is_empty() && names.len() < 64 {
         names.push(reader.bytes()?.to_vec());
