@@ -106,6 +106,13 @@ pub struct CopyArgs {
     /// sha256 (contents too) [default: the config's verify, else size]
     #[arg(long, global = true, value_name = "MODE", value_parser = ["none", "size", "sha256"])]
     pub verify: Option<String>,
+
+    /// Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer's
+    /// copy, for `run` all peers together (shared by those staged in parallel). Over SFTP
+    /// peerstage paces its reads; through a literal scp rcp command it becomes scp's -l
+    /// [default: the config's bwlimit, else none]
+    #[arg(long, global = true, value_name = "RATE", value_parser = clap::value_parser!(crate::rate::Rate))]
+    pub bwlimit: Option<crate::rate::Rate>,
 }
 
 /// For the subcommands that take or list locks.

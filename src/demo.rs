@@ -130,6 +130,7 @@ pub fn prepare() -> Result<Demo> {
     let staging_dir: PathBuf = root.join("staging");
     mkdir(&staging_dir)?;
     let config = Config {
+        bwlimit: None,
         source: root.join("(demo)"),
         staging_dir,
         working_dir: None,

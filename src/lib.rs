@@ -23,6 +23,7 @@ pub mod peer;
 pub mod pool;
 pub mod process;
 pub mod progress;
+pub mod rate;
 pub mod report;
 pub mod settings;
 pub mod units;

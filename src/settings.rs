@@ -4,10 +4,12 @@
 //! for these again.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ENTRIES};
 use crate::peer::{PeerOptions, Verify};
+use crate::rate::{Limiter, Pace, Rate};
 
 /// The global flags as given on the command line, before any config is read.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +20,7 @@ pub struct Flags {
     /// 0 turns the idle timeout off.
     pub idle_timeout: Option<u64>,
     pub max_entries: Option<u64>,
+    pub bwlimit: Option<Rate>,
     pub no_multiplex: bool,
     pub verify: Option<Verify>,
     /// --lock-dir or PEERSTAGE_LOCK_DIR.
@@ -36,6 +39,9 @@ pub struct Settings {
     pub idle: Option<Duration>,
     /// The most entries a collect dir may list.
     pub max_entries: u64,
+    /// The limit of the whole invocation (a `stage`'s peer, or all of a `run`'s peers
+    /// together), one limiter shared by every copy under it.
+    pub bwlimit: Option<Arc<Limiter>>,
     /// One ssh connection per remote peer.
     pub multiplex: bool,
     pub verify: Verify,
@@ -67,6 +73,10 @@ impl Settings {
                 .max_entries
                 .or(config.and_then(|config| config.max_entries))
                 .unwrap_or(DEFAULT_MAX_ENTRIES),
+            bwlimit: flags
+                .bwlimit
+                .or(config.and_then(|config| config.bwlimit))
+                .map(|rate| Arc::new(Limiter::new(rate))),
             multiplex: !flags.no_multiplex && config.is_none_or(|config| config.multiplex),
             verify: flags
                 .verify
@@ -94,6 +104,7 @@ impl Settings {
             meter: None,
             multiplex: self.multiplex,
             verify: self.verify,
+            pace: Pace::new(self.bwlimit.clone()),
         }
     }
 }

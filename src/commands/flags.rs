@@ -33,6 +33,7 @@ pub fn resolve(cli: &Cli, matches: &ArgMatches) -> Flags {
         timeout: cli.reach.timeout.filter(|_| applies(Group::Reach)),
         idle_timeout: cli.watch.idle_timeout.filter(|_| applies(Group::Watch)),
         max_entries: cli.copy.max_entries.filter(|_| applies(Group::Copy)),
+        bwlimit: cli.copy.bwlimit.filter(|_| applies(Group::Copy)),
         no_multiplex: applies(Group::Reach) && cli.reach.no_multiplex,
         // clap has checked it is one of the modes.
         verify: cli

@@ -259,6 +259,8 @@ pub struct Config {
     pub idle_timeout: Option<u64>,
     /// The most entries a collect dir may list; `DEFAULT_MAX_ENTRIES` when unset.
     pub max_entries: Option<u64>,
+    /// The rate all peers of a run are held to together; none when unset.
+    pub bwlimit: Option<crate::rate::Rate>,
     /// Where timestamped log lines of every run are appended.
     pub log_file: Option<PathBuf>,
     /// Where the last run's outcome is written as Prometheus metrics.

@@ -27,6 +27,8 @@ pub struct PeerOptions {
     pub multiplex: bool,
     /// How staged files are checked against the peer's.
     pub verify: Verify,
+    /// The bandwidth limits the peer's copy is held to (its own and the run's).
+    pub pace: crate::rate::Pace,
 }
 
 impl Default for PeerOptions {
@@ -39,6 +41,7 @@ impl Default for PeerOptions {
             meter: None,
             multiplex: true,
             verify: Verify::default(),
+            pace: crate::rate::Pace::default(),
         }
     }
 }

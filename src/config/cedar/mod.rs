@@ -173,6 +173,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     }
 
     let config = Config {
+        bwlimit: None,
         source: path.to_path_buf(),
         staging_dir: PathBuf::from(staging_dir.text),
         working_dir: options.working_dir.map(|dir| PathBuf::from(dir.text)),

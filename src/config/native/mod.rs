@@ -257,6 +257,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         run_end: strings(&raw.hooks.run_end),
     };
     let config = Config {
+        bwlimit: None,
         source: path.to_path_buf(),
         staging_dir: PathBuf::from(raw.staging_dir.get_ref()),
         working_dir: raw

@@ -128,6 +128,7 @@ impl Transport for SftpTransport {
             preserve,
             owner: link.owner,
             meter: link.options.meter.as_deref(),
+            pace: &link.options.pace,
         };
         log::info!(
             "peer {}: sftp: copy {}/* into {}",

@@ -15,6 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use super::listing::Listing;
 use super::packet::{self, bytes_body, handle_answer, open_body, read_body, Answer, Attrs, Kind};
@@ -22,6 +23,7 @@ use super::{Session, SftpError};
 use crate::fsutil::{is_plain_file_name, DirFd};
 use crate::ownership::Ownership;
 use crate::progress::Meter;
+use crate::rate::Pace;
 
 /// The size of each read: what every server answers whole.
 const READ_CHUNK: u32 = 32 * 1024;
@@ -49,6 +51,8 @@ pub struct Plan<'a> {
     pub owner: Option<Ownership>,
     /// Where what is listed and copied is counted, for the progress line.
     pub meter: Option<&'a Meter>,
+    /// The bandwidth limits the reads are paced to.
+    pub pace: &'a Pace,
 }
 
 /// What came.
@@ -130,6 +134,8 @@ struct Copy<'a, 'p> {
     any: bool,
     done: Downloaded,
     failure: Option<Failure>,
+    /// No read goes out before this (a bandwidth limit).
+    paced_until: Option<Instant>,
 }
 
 /// Copies every regular file of `plan.dir` into `plan.into`. The outer error is the
@@ -188,6 +194,7 @@ pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded,
         any: false,
         done: Downloaded::default(),
         failure: None,
+        paced_until: None,
     };
     copy.run()?;
     if let Some(failure) = copy.failure {
@@ -242,7 +249,14 @@ impl Copy<'_, '_> {
                 self.send_more()?;
             }
             if self.requests.is_empty() {
-                break;
+                // Only a bandwidth limit holds reads back with nothing in flight.
+                match self.paced_until.take() {
+                    Some(until) if self.failure.is_none() && !self.to_read.is_empty() => {
+                        self.session.pause(until)?;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             let (id, kind, body) = self.session.recv()?;
             let Some(request) = self.requests.remove(&id) else {
@@ -279,6 +293,9 @@ impl Copy<'_, '_> {
             self.open_files += 1;
         }
         while self.bytes_out < WINDOW {
+            if self.paced() {
+                break;
+            }
             let Some(&index) = self.to_read.front() else {
                 break;
             };
@@ -314,8 +331,25 @@ impl Copy<'_, '_> {
                 },
             );
             self.bytes_out += u64::from(length);
+            if self.plan.pace.is_limited() {
+                let wait = self.plan.pace.reserve(u64::from(length));
+                if !wait.is_zero() {
+                    self.paced_until = Some(Instant::now() + wait);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether a bandwidth limit holds the next read back.
+    fn paced(&mut self) -> bool {
+        match self.paced_until {
+            Some(until) if Instant::now() < until => true,
+            _ => {
+                self.paced_until = None;
+                false
+            }
+        }
     }
 
     /// One answer, to the request it answers.

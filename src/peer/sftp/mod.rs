@@ -355,6 +355,28 @@ impl Session {
         written
     }
 
+    /// Holds off until `until` (a bandwidth limit's pace), the requests so far sent. A
+    /// paced copy is not idle: the idle time starts again after the pause. The deadline
+    /// and a cancel end the pause.
+    pub(super) fn pause(&mut self, until: Instant) -> Answer<()> {
+        self.flush()?;
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            if let Some(Expired::Deadline) = self.limits.deadline_only().expired(now, now) {
+                return Err(SftpError::TimedOut(Expired::Deadline));
+            }
+            if crate::cancel::canceled_by().is_some() {
+                return Err(SftpError::Broken("canceled".to_string()));
+            }
+            std::thread::sleep((until - now).min(std::time::Duration::from_millis(100)));
+        }
+        self.moved_at = Instant::now();
+        Ok(())
+    }
+
     /// The next packet: its type, the u32 every answer starts with (the request id; the
     /// version in VERSION), and the rest.
     fn receive(&mut self) -> Answer<(u8, u32, Vec<u8>)> {
@@ -362,7 +384,7 @@ impl Session {
         let mut length = [0u8; 4];
         self.read_exact(&mut length)?;
         let length = u32::from_be_bytes(length) as usize;
-        if length < 5 || length > packet::MAX_PACKET {
+        if !(5..=packet::MAX_PACKET).contains(&length) {
             return Err(SftpError::Protocol(format!("bad packet length {length}")));
         }
         let mut head = [0u8; 5];
