@@ -107,7 +107,7 @@ _peerstage() {
 
     case "${cmd}" in
         peerstage)
-            opts="-v -q -n -h -V --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version stage check mark exec action run status config locks help"
+            opts="-v -q -n -h -V --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --help --version stage check mark exec action run status config locks help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,6 +133,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -145,7 +149,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__action)
-            opts="-v -q -n -h -V --full --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --verbose --quiet --log-file --dry-run --timeout --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --full --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --bwlimit --verbose --quiet --log-file --dry-run --timeout --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -213,6 +217,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -233,7 +241,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__check)
-            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
+            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,6 +309,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -325,7 +337,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config)
-            opts="-n -v -q -h -V --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version check show help"
+            opts="-n -v -q -h -V --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -347,6 +359,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -363,7 +379,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__check)
-            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version"
+            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,6 +407,10 @@ _peerstage() {
                     ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --lock-dir)
@@ -465,7 +485,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__show)
-            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --help --version"
+            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -495,6 +515,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -511,7 +535,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__exec)
-            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --help --version"
+            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -577,6 +601,10 @@ _peerstage() {
                     ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --lock-dir)
@@ -781,7 +809,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__locks)
-            opts="-c -n -v -q -h -V --config --all --json --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --verbose --quiet --log-file --lock-dir --help --version"
+            opts="-c -n -v -q -h -V --config --all --json --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --verbose --quiet --log-file --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -811,6 +839,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -827,7 +859,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__mark)
-            opts="-v -q -n -h -V --indicator --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --bwlimit --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,6 +935,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -927,7 +963,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__run)
-            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --metrics-file --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version"
+            opts="-c -j -v -q -n -h -V --config --demo --full --jobs --date --only --wait --json --metrics-file --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -984,6 +1020,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -996,7 +1036,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__stage)
-            opts="-v -q -n -h -V --target --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --lock-dir --help --version"
+            opts="-v -q -n -h -V --target --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1084,6 +1124,10 @@ _peerstage() {
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1096,7 +1140,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__status)
-            opts="-c -v -q -n -h -V --config --only --json --max-entries --verify --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
+            opts="-c -v -q -n -h -V --config --only --json --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1123,6 +1167,10 @@ _peerstage() {
                     ;;
                 --verify)
                     COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --lock-dir)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_peerstage_global_optspecs
-    string join \n v/verbose q/quiet log-file= n/dry-run timeout= no-multiplex idle-timeout= max-entries= verify= lock-dir= h/help V/version
+    string join \n v/verbose q/quiet log-file= n/dry-run timeout= no-multiplex idle-timeout= max-entries= verify= bwlimit= lock-dir= h/help V/version
 end
 
 function __fish_peerstage_needs_command
@@ -31,6 +31,7 @@ complete -c peerstage -n "__fish_peerstage_needs_command" -l max-entries -d 'The
 complete -c peerstage -n "__fish_peerstage_needs_command" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_needs_command" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_needs_command" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_needs_command" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
 complete -c peerstage -n "__fish_peerstage_needs_command" -s q -l quiet -d 'Say only errors'
@@ -69,6 +70,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l max-entrie
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -l wait -d 'Wait for the peer\'s lock if another process holds it, instead of failing with 75'
 complete -c peerstage -n "__fish_peerstage_using_subcommand stage" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
@@ -93,6 +95,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l max-entrie
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
@@ -121,6 +124,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l max-entries
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
@@ -148,6 +152,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l max-entries
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
@@ -173,6 +178,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l max-entri
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
@@ -196,6 +202,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l max-entries 
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l demo -d 'Stage a built-in demo pool of two local peers in a new temp dir (no config, no server)'
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -l full -d 'A full (weekly) run: passed to managed actions, and decides daily/weekly ignore modes'
@@ -213,6 +220,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l max-entri
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
@@ -230,6 +238,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fi
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
@@ -248,6 +257,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_s
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
@@ -263,6 +273,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_s
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
@@ -281,6 +292,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l max-entrie
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
 size\t''
 sha256\t''"
+complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l all -d 'With --config: list every lock of its lock dir, whatever config it belongs to'

@@ -108,8 +108,9 @@ pub struct CopyArgs {
     pub verify: Option<String>,
 
     /// Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer's
-    /// copy, for `run` all peers together (shared by those staged in parallel). Over SFTP
-    /// peerstage paces its reads; through a literal scp rcp command it becomes scp's -l
+    /// copy, for `run` all peers together (shared by those staged in parallel); a peer's own
+    /// bwlimit in the config holds too. peerstage paces copies over SFTP and local ones;
+    /// through a literal scp rcp command the limit becomes scp's -l
     /// [default: the config's bwlimit, else none]
     #[arg(long, global = true, value_name = "RATE", value_parser = clap::value_parser!(crate::rate::Rate))]
     pub bwlimit: Option<crate::rate::Rate>,

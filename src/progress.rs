@@ -70,8 +70,13 @@ pub struct Display {
 
 impl Display {
     /// Starts drawing the progress of `meters` (one per peer, by name); `finished_peers`
-    /// counts the peers whose work is over.
-    pub fn start(meters: Vec<(String, Arc<Meter>)>, finished_peers: Arc<AtomicUsize>) -> Display {
+    /// counts the peers whose work is over; `limit` is the bandwidth limit of them all, shown
+    /// beside the rate they really go at.
+    pub fn start(
+        meters: Vec<(String, Arc<Meter>)>,
+        finished_peers: Arc<AtomicUsize>,
+        limit: Option<crate::rate::Rate>,
+    ) -> Display {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -81,7 +86,7 @@ impl Display {
                 let mut rate = Rate::default();
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
-                    let mut line = render(&meters, &finished_peers, started, &mut rate);
+                    let mut line = render(&meters, &finished_peers, started, &mut rate, limit);
                     // A line longer than the terminal wraps, and \r would redraw only the
                     // last piece of it.
                     truncate(&mut line, terminal_width().saturating_sub(1));
@@ -147,6 +152,7 @@ fn render(
     finished_peers: &AtomicUsize,
     started: Instant,
     rate: &mut Rate,
+    limit: Option<crate::rate::Rate>,
 ) -> String {
     let sum = |field: fn(&Meter) -> &AtomicU64| -> u64 {
         meters
@@ -181,6 +187,9 @@ fn render(
     }
     if per_second > 0.0 {
         line.push_str(&format!(", {}/s", units::size(per_second as u64)));
+        if let Some(limit) = limit {
+            line.push_str(&format!(" (limit {limit})"));
+        }
         if totals_known && bytes_listed > bytes {
             let left = (bytes_listed - bytes) as f64 / per_second;
             line.push_str(&format!(", {} left", clock(left as u64)));
@@ -265,16 +274,20 @@ mod tests {
         let finished = AtomicUsize::new(0);
         let mut rate = Rate::default();
         let started = Instant::now();
-        render(&peers, &finished, started, &mut rate);
+        render(&peers, &finished, started, &mut rate, None);
         rate.last = Some((Instant::now() - Duration::from_secs(1), 0));
         rate.per_second = 0.0;
-        let line = render(&peers, &finished, started, &mut rate);
+        let line = render(&peers, &finished, started, &mut rate, None);
         assert!(
             line.starts_with("[0/1 peers] 1 of 4 files, 1.00 MiB of 4.00 MiB"),
             "{line}"
         );
         assert!(line.contains("/s, 0:0"), "{line}");
         assert!(line.ends_with("| db1 25%"), "{line}");
+        rate.last = Some((Instant::now() - Duration::from_secs(1), 0));
+        let limit = "10MiB/s".parse().ok();
+        let line = render(&peers, &finished, started, &mut rate, limit);
+        assert!(line.contains("/s (limit 10.0 MiB/s), 0:0"), "{line}");
         let mut long = "x".repeat(100) + "é";
         truncate(&mut long, 101);
         assert_eq!(long.chars().count(), 101);

@@ -20,6 +20,26 @@ impl Rate {
     pub fn kbits(self) -> u64 {
         (self.0.saturating_mul(8) / 1000).max(1)
     }
+
+    /// The rate as a config file writes it, in the largest unit that holds it exactly
+    /// (`10MiB/s`, `2MB/s`, `1500/s`), so that it reads back as the same rate.
+    pub fn exact(self) -> String {
+        const UNITS: [(u64, &str); 6] = [
+            (1 << 30, "GiB"),
+            (1000 * 1000 * 1000, "GB"),
+            (1 << 20, "MiB"),
+            (1000 * 1000, "MB"),
+            (1 << 10, "KiB"),
+            (1000, "kB"),
+        ];
+        UNITS
+            .iter()
+            .find(|(scale, _)| self.0 % scale == 0)
+            .map_or_else(
+                || format!("{}/s", self.0),
+                |(scale, unit)| format!("{}{unit}/s", self.0 / scale),
+            )
+    }
 }
 
 impl FromStr for Rate {
@@ -161,6 +181,22 @@ mod tests {
         assert_eq!("10MiB/s".parse::<Rate>().unwrap().to_string(), "10.0 MiB/s");
         assert_eq!("1MB/s".parse::<Rate>().unwrap().kbits(), 8000);
         assert_eq!("1".parse::<Rate>().unwrap().kbits(), 1);
+    }
+
+    #[test]
+    fn a_rate_is_written_back_exactly() {
+        for (text, exact) in [
+            ("10MiB/s", "10MiB/s"),
+            ("2MB/s", "2MB/s"),
+            ("1.5M", "1536KiB/s"),
+            ("1G", "1GiB/s"),
+            ("1500", "1500/s"),
+            ("3 kB/s", "3kB/s"),
+        ] {
+            let rate: Rate = text.parse().unwrap();
+            assert_eq!(rate.exact(), exact);
+            assert_eq!(exact.parse::<Rate>(), Ok(rate));
+        }
     }
 
     #[test]

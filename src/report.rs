@@ -66,6 +66,10 @@ pub struct PeerResult {
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// The rate the peer's bytes came at, over its whole time (connecting and checking too).
+    pub bytes_per_second: f64,
+    /// The tightest bandwidth limit its copy was held to (its own or the run's), if any.
+    pub bwlimit_bytes_per_second: Option<u64>,
     pub target_dir: String,
     /// Entries of the collect dir that were not staged.
     pub skipped_entries: Vec<String>,
@@ -88,6 +92,8 @@ impl PeerResult {
             files: 0,
             bytes: 0,
             seconds: 0.0,
+            bytes_per_second: 0.0,
+            bwlimit_bytes_per_second: None,
             target_dir,
             skipped_entries: Vec::new(),
             verified: String::new(),
@@ -100,6 +106,12 @@ impl PeerResult {
         self.outcome = status;
         self.status = status.letter();
         self.status_word = status.word();
+    }
+
+    /// Its time, and the rate that makes.
+    pub fn set_seconds(&mut self, seconds: f64) {
+        self.seconds = seconds;
+        self.bytes_per_second = per_second(self.bytes, seconds);
     }
 
     /// Whether this peer makes the run fail.
@@ -125,7 +137,33 @@ pub struct JobReport {
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// The rate of the whole run: its bytes over its time.
+    pub bytes_per_second: f64,
+    /// The limit all peers were held to together, if any.
+    pub bwlimit_bytes_per_second: Option<u64>,
     pub peers: Vec<PeerResult>,
+}
+
+/// Bytes over seconds, 0 for no time.
+pub fn per_second(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// `9.98 MiB/s`, and with a limit `9.98 MiB/s (limit 10.0 MiB/s)`; `-` when nothing moved.
+pub fn rate_text(bytes_per_second: f64, limit: Option<u64>) -> String {
+    let rate = if bytes_per_second >= 1.0 {
+        format!("{}/s", units::size(bytes_per_second as u64))
+    } else {
+        "-".to_string()
+    };
+    match limit {
+        Some(limit) => format!("{rate} (limit {}/s)", units::size(limit)),
+        None => rate,
+    }
 }
 
 impl JobReport {
@@ -145,7 +183,7 @@ impl JobReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<width$}  ST  {:<22}  {:>8}  {:>10}  {:>8}",
+            "{:<width$}  ST  {:<22}  {:>8}  {:>10}  {:>8}  RATE",
             "PEER", "STATUS", "FILES", "SIZE", "SECONDS"
         );
         for peer in &self.peers {
@@ -156,18 +194,19 @@ impl JobReport {
             };
             let _ = writeln!(
                 out,
-                "{:<width$}  {}   {:<22}  {:>8}  {:>10}  {:>8.1}",
+                "{:<width$}  {}   {:<22}  {:>8}  {:>10}  {:>8.1}  {}",
                 escape(&peer.peer),
                 peer.status,
                 word,
                 peer.files,
                 units::size(peer.bytes),
-                peer.seconds
+                peer.seconds,
+                rate_text(peer.bytes_per_second, peer.bwlimit_bytes_per_second)
             );
         }
         let _ = writeln!(
             out,
-            "run {} {}: {} ({}), {}, {}, {:.1} s{}",
+            "run {} {}: {} ({}), {}, {}, {:.1} s, {}{}",
             self.date,
             escape(&self.daily_dir),
             self.status,
@@ -175,6 +214,7 @@ impl JobReport {
             units::count(self.files, "file"),
             units::size(self.bytes),
             self.seconds,
+            rate_text(self.bytes_per_second, self.bwlimit_bytes_per_second),
             if self.dry_run {
                 " (dry run: nothing changed)"
             } else {
@@ -198,6 +238,7 @@ mod tests {
         let mut ok = PeerResult::new("db1", "remote", "/s/2026/11/22/db1".into());
         ok.files = 3;
         ok.bytes = 300;
+        ok.set_seconds(0.5);
         let mut down = PeerResult::new("web1", "remote", "/s/2026/11/22/web1".into());
         down.set_status(PeerStatus::Fatal);
         down.message = Some("peer web1: Connection refused".into());
@@ -216,6 +257,8 @@ mod tests {
             files: 3,
             bytes: 300,
             seconds: 1.0,
+            bytes_per_second: 300.0,
+            bwlimit_bytes_per_second: Some(10 << 20),
             peers: vec![ok, down],
         }
     }
@@ -227,6 +270,20 @@ mod tests {
         assert_eq!(json["peers"][1]["status"], "f");
         assert_eq!(json["peers"][1]["status_word"], "fatal error");
         assert_eq!(json["exit_code"], 1);
+        assert_eq!(json["bwlimit_bytes_per_second"], 10 << 20);
+        assert_eq!(json["peers"][0]["bytes_per_second"], 600.0);
+        assert!(json["peers"][0]["bwlimit_bytes_per_second"].is_null());
+    }
+
+    #[test]
+    fn the_table_shows_each_rate_and_the_limit() {
+        let table = report().to_table();
+        assert!(table.contains("  600 B/s\n"), "{table}");
+        assert!(
+            table.contains(", 1.0 s, 300 B/s (limit 10.0 MiB/s)\n"),
+            "{table}"
+        );
+        assert_eq!(rate_text(0.0, None), "-");
     }
 
     #[test]

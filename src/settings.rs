@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ENTRIES};
+use crate::config::{Config, PeerConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ENTRIES};
 use crate::peer::{PeerOptions, Verify};
 use crate::rate::{Limiter, Pace, Rate};
 
@@ -94,8 +94,11 @@ impl Settings {
         }
     }
 
-    /// The options of a peer whose work starts at `started` (its deadline runs from there).
-    pub fn peer_options(&self, started: Instant) -> PeerOptions {
+    /// The options of `peer`, whose work starts at `started` (its deadline runs from there).
+    /// Its copy is held to the invocation's limit, shared with every other peer, and to the
+    /// peer's own `bwlimit`, a limiter of its own.
+    pub fn peer_options(&self, started: Instant, peer: &PeerConfig) -> PeerOptions {
+        let own = peer.bwlimit.map(|rate| Arc::new(Limiter::new(rate)));
         PeerOptions {
             dry_run: self.dry_run,
             deadline: self.timeout.map(|timeout| started + timeout),
@@ -104,7 +107,7 @@ impl Settings {
             meter: None,
             multiplex: self.multiplex,
             verify: self.verify,
-            pace: Pace::new(self.bwlimit.clone()),
+            pace: Pace::new(self.bwlimit.iter().cloned().chain(own)),
         }
     }
 }
@@ -160,5 +163,37 @@ mod tests {
             ..Flags::default()
         };
         assert!(!Settings::resolve(&no_mux, None).multiplex);
+    }
+
+    #[test]
+    fn a_peer_is_held_to_the_run_limit_and_to_its_own() {
+        let pool = config(
+            "staging_dir = '/s'\nbwlimit = '10MiB/s'\n[[peer]]\nname = 'a'\ntype = 'local'\ncollect_dir = '/c'\nbwlimit = '1MiB/s'\n[[peer]]\nname = 'b'\ntype = 'local'\ncollect_dir = '/d'\n",
+        );
+        let rate = |text: &str| text.parse::<Rate>().ok();
+        let settings = Settings::resolve(&Flags::default(), Some(&pool));
+        let now = Instant::now();
+        let a = settings.peer_options(now, &pool.peers[0]);
+        let b = settings.peer_options(now, &pool.peers[1]);
+        assert_eq!(a.pace.rate(), rate("1MiB/s"));
+        assert_eq!(b.pace.rate(), rate("10MiB/s"));
+        // The run's limiter is one, shared: what a books, b waits for.
+        a.pace.reserve(10 << 20);
+        assert!(b.pace.reserve(1) >= Duration::from_millis(900));
+        // The flag replaces the config's run-wide limit, not the peer's own.
+        let flags = Flags {
+            bwlimit: rate("512KiB/s"),
+            ..Flags::default()
+        };
+        let settings = Settings::resolve(&flags, Some(&pool));
+        assert_eq!(
+            settings.peer_options(now, &pool.peers[1]).pace.rate(),
+            rate("512KiB/s")
+        );
+        let unlimited = Settings::resolve(&Flags::default(), None);
+        assert!(!unlimited
+            .peer_options(now, &pool.peers[1])
+            .pace
+            .is_limited());
     }
 }

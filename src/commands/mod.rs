@@ -114,6 +114,8 @@ pub fn peer_config(args: &PeerArgs, open: &Open) -> Result<(PeerConfig, Option<C
 /// A peer to work on, with its lock when the work changes something.
 pub struct OpenPeer {
     pub peer: Box<dyn Peer>,
+    /// The tightest bandwidth limit its copy is held to, if any.
+    pub bwlimit: Option<crate::rate::Rate>,
     _lock: Option<Lock>,
 }
 
@@ -142,8 +144,9 @@ pub fn open_peer(flags: &Flags, args: &PeerArgs, open: Open) -> Result<OpenPeer>
     let settings = Settings::resolve(flags, pool.as_ref());
     let options = crate::peer::PeerOptions {
         meter: open.meter,
-        ..settings.peer_options(std::time::Instant::now())
+        ..settings.peer_options(std::time::Instant::now(), &config)
     };
+    let bwlimit = options.pace.rate();
     let peer = peer::build(&config, options)?;
     let lock = match open.lock {
         Some(wait) if !settings.dry_run => {
@@ -152,7 +155,11 @@ pub fn open_peer(flags: &Flags, args: &PeerArgs, open: Open) -> Result<OpenPeer>
         }
         _ => None,
     };
-    Ok(OpenPeer { peer, _lock: lock })
+    Ok(OpenPeer {
+        peer,
+        bwlimit,
+        _lock: lock,
+    })
 }
 
 /// `--owner` and `--mode`, checked before anything is touched.

@@ -34,7 +34,7 @@ pub fn run(flags: &Flags, args: StatusArgs) -> Result<i32> {
     for peer_config in selected {
         let peer = peer::build(
             peer_config,
-            settings.peer_options(std::time::Instant::now()),
+            settings.peer_options(std::time::Instant::now(), peer_config),
         )?;
         let mut state = PeerState {
             peer: peer_config.name.clone(),

@@ -191,6 +191,8 @@ pub struct PeerConfig {
     /// Whether `run` executes managed actions on this peer before staging it.
     pub managed: bool,
     pub managed_actions: Vec<String>,
+    /// The rate this peer's copy is held to on its own (the run's limit applies as well).
+    pub bwlimit: Option<crate::rate::Rate>,
 }
 
 impl PeerConfig {
@@ -209,6 +211,7 @@ impl PeerConfig {
             ignore_failure: IgnoreFailure::None,
             managed: false,
             managed_actions: Vec::new(),
+            bwlimit: None,
         }
     }
 }

@@ -62,6 +62,9 @@ pub fn render(config: &Config) -> String {
     if let Some(verify) = config.verify {
         line(&mut out, "verify", &quote(verify.as_str()));
     }
+    if let Some(rate) = config.bwlimit {
+        line(&mut out, "bwlimit", &quote(&rate.exact()));
+    }
 
     let hooks = &config.hooks;
     let events = [
@@ -111,6 +114,9 @@ pub fn render(config: &Config) -> String {
             "ignore_failures",
             &quote(peer.ignore_failure.as_str()),
         );
+        if let Some(rate) = peer.bwlimit {
+            line(&mut out, "bwlimit", &quote(&rate.exact()));
+        }
         if peer.kind == PeerKind::Remote {
             line(
                 &mut out,
@@ -176,10 +182,12 @@ mod tests {
             .parse()
             .unwrap();
         peer.managed = true;
+        peer.bwlimit = "1.5M".parse().ok();
         config.peers.push(peer);
-        config
-            .peers
-            .push(PeerConfig::new("local-peer\u{e9}", PeerKind::Local, "/l"));
+        let mut local = PeerConfig::new("local-peer\u{e9}", PeerKind::Local, "/l");
+        local.bwlimit = "2000/s".parse().ok();
+        config.peers.push(local);
+        config.bwlimit = "2MB/s".parse().ok();
         let text = render(&config);
         assert_eq!(without_source(parse_ok(&text)), without_source(config));
     }

@@ -51,6 +51,25 @@ times: 512 MiB of random data over loopback took 18 to 20 s with the default, 4 
 \fB\-C\fR (plain \fBscp\fR: 3.5 to 5.5 s). Drop it per peer or for the pool with
 \fBrcp_command = "/usr/bin/scp \-B \-q"\fR (native TOML) or \fB<rcp_command>\fR (cback3.conf).
 .PP
+\fBBandwidth limit.\fR \fB\-\-bwlimit\fR \fIRATE\fR, or \fBbwlimit\fR in the native TOML, holds
+the copies to a rate in bytes per second: \fB10MiB/s\fR, \fB500KiB/s\fR, \fB2MB/s\fR (\fBkB\fR,
+\fBMB\fR, \fBGB\fR are powers of 1000; \fBKiB\fR, \fBMiB\fR, \fBGiB\fR, and a bare \fBK\fR, \fBM\fR,
+\fBG\fR as rsync reads them, powers of 1024; the \fB/s\fR may be left out). The top\-level
+\fBbwlimit\fR, or the flag, which replaces it, is the whole invocation's: for \fBrun\fR one budget
+shared by the peers staged at once (four parallel peers under 10MiB/s go at about 2.5 MiB/s
+each, a peer alone at 10 MiB/s). A peer's own \fBbwlimit\fR, in its \fB[[peer]]\fR table, holds that
+peer besides, with \fBrun\fR and with \fBstage \-\-config\fR \fIFILE\fR \fB\-\-peer\fR \fINAME\fR alike.
+Over SFTP peerstage paces its reads, and a local peer's copy is paced the same way (a collect
+dir on NFS crosses a link too); a pause earns at most 50 ms of credit, so a copy of a few
+seconds holds within a few percent. Through a literal rcp command (\fB\-\-no\-multiplex\fR, a peer
+without an SFTP server, an rcp command with options only scp handles, a lost connection) that
+is OpenSSH's scp, the tightest limit becomes scp's \fB\-l\fR, in Kbit/s; scp processes cannot
+share a budget, so there a run's limit holds each peer's scp on its own. An rcp command with a
+\fB\-l\fR of its own keeps it (said at info level) and the other limits do not reach its copy;
+one that is not OpenSSH's scp cannot be limited, which is said once per peer as a warning.
+Reading files back for \fB\-\-verify sha256\fR is not limited. The progress line, the run's table
+and JSON report, and \fBstage\fR's summary show the rate the copies went at beside the limit.
+.PP
 Remote commands (managed actions, \fBexec\fR) are read by the login shell of the peer's account.
 Every argument is quoted so that sh, dash, bash, zsh, fish and the csh family read it as
 written (single quotes, with \fB\(aq\fR, \fB\e\fR and \fB!\fR backslashed outside them), and arrives
@@ -88,6 +107,7 @@ idle_timeout = 300                    # seconds without a byte moved; 0: off
 max_entries = 100000                  # most entries a collect dir may list
 multiplex = true                      # one ssh connection per peer
 verify = "size"                       # none, size or sha256
+bwlimit = "10MiB/s"                   # the whole run's rate, shared by its peers
 log_file = "/var/log/peerstage.log"   # appended, as \-\-log\-file
 metrics_file = "/var/lib/prometheus/node\-exporter/peerstage.prom"
 
@@ -110,6 +130,7 @@ collect_dir = "/var/backup/collect"
 ignore_failures = "weekly"            # none, all, daily or weekly
 managed = true
 managed_actions = ["collect"]
+bwlimit = "2MiB/s"                    # this peer's own rate (the run's holds too)
 
 [[peer]]
 name = "master"
@@ -125,7 +146,8 @@ and run\-end hooks). From \fB<stage>\fR: \fBstaging_dir\fR and its \fB<peer>\fR 
 user, \fBrcp_command\fR, \fBrsh_command\fR, \fBcback_command\fR, \fBmanaged\fR, \fBmanaged_actions\fR);
 the top\-level \fB<peers>\fR section is the fallback peer list. As in Cedar Backup, when running as
 root the commands for remote peers run as \fBbackup_user\fR through \fBsu\fR. Other sections are
-ignored.
+ignored. It has no bandwidth limit of its own: \fB\-\-bwlimit\fR holds the run, or convert it with
+\fBconfig show\fR and add \fBbwlimit\fR.
 .SH STATUS LETTERS
 Each peer of a run ends with one status, shown as a letter and a word in the table, the JSON
 report, the metrics and \fBPEERSTAGE_STATUS\fR (the letters are Bacula's job status letters):
@@ -160,7 +182,8 @@ reported, with \fBignored: true\fR.
 .SH OUTPUT, LOGS AND METRICS
 \fBProgress.\fR On a terminal, \fBstage\fR and \fBrun\fR keep one line on stderr up to date four
 times a second while files are copying: peers done, files and bytes done of what the peers
-listed, the rate and the time left, and the peers at work with how far each has got. The total
+listed, the rate (as measured, smoothed over a few seconds; under a run's bandwidth limit,
+followed by the limit) and the time left, and the peers at work with how far each has got. The total
 and the time left show once every busy peer has listed its collect dir (a local collect dir is
 read as it is copied, so its line shows what is done and the rate). Bytes count as they arrive
 over SFTP and from a local copy; through a literal rcp command, a peer's files count when its
@@ -181,7 +204,9 @@ peerstage\fR finds the problems.
 .PP
 \fBJob reports.\fR Each run writes its report into its daily dir as
 \fIpeerstage\-report\-<start>.json\fR (the start in UTC, \fB:\fR written as \fB\-\fR), so every run of
-a day is kept; it holds the config's absolute path, each peer's status, files, bytes and seconds.
+a day is kept; it holds the config's absolute path, each peer's status, files, bytes and seconds,
+and for each peer and the whole run \fBbytes_per_second\fR (bytes over the whole time, connecting
+and checking included) and \fBbwlimit_bytes_per_second\fR (the tightest limit in force, or null).
 .PP
 \fBMetrics.\fR With \fBmetrics_file\fR in the config or \fBrun \-\-metrics\-file\fR \fIFILE\fR,
 each run writes the Prometheus text format to \fIFILE\fR whole (a temporary file renamed into

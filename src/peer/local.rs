@@ -9,7 +9,8 @@
 //! size meanwhile fails the stage; no staged file keeps a set-uid, set-gid or sticky bit.
 //! The copy runs in a thread of its own that a watchdog gives up on when it moves no byte
 //! for the idle time or the peer's deadline passes: a read that hangs (a hung NFS or FUSE
-//! mount under the collect dir) cannot hold the run.
+//! mount under the collect dir) cannot hold the run. Under a bandwidth limit (a collect dir
+//! on NFS crosses a link too) the copy goes in pieces paced to the limit.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -30,6 +31,7 @@ use crate::limits::Limits;
 use crate::ownership::{Mode, Perms};
 use crate::process::quote_os;
 use crate::progress::Meter;
+use crate::rate::Pace;
 
 use super::checks::{check_indicator_name, check_target_dir, print_dry_run};
 use super::interface::{Peer, PeerOptions, Presence, StageReport};
@@ -71,6 +73,8 @@ struct LocalStage {
     /// Bytes read to be hashed: a slow verify is not a stall either.
     hashed: AtomicU64,
     state: AtomicU8,
+    /// The bandwidth limits the copy is held to (a collect dir on NFS crosses a link too).
+    pace: Pace,
 }
 
 impl LocalStage {
@@ -238,8 +242,12 @@ impl LocalStage {
             .create_file(name, born_with.unwrap_or(0o600))
             .map_err(|err| self.error(&shown(), write_cause(&err)))?;
         let listed = meta.len();
-        let bytes = copy_contents(&mut input, &mut output, listed, &self.meter.bytes_done)
-            .map_err(|err| self.error(&shown(), write_cause(&err)))?;
+        let bytes = self
+            .copy_paced(&mut input, &mut output, listed)
+            .map_err(|err| match crate::cancel::check() {
+                Err(canceled) => canceled.for_peer(&self.peer),
+                Ok(()) => self.error(&shown(), write_cause(&err)),
+            })?;
         // The copy stopped at the size the file had when it began; a file that grew or
         // shrank meanwhile is not what its owner meant to stage.
         let now = input
@@ -277,6 +285,45 @@ impl LocalStage {
             .map_err(|cause| self.error(&shown(), cause))?;
         self.meter.file_done();
         Ok(Copied::Bytes(bytes))
+    }
+}
+
+impl LocalStage {
+    /// Copies `len` bytes as `copy_contents` does; under a bandwidth limit, in pieces of a
+    /// tenth of a second at the tightest rate (at most 1 MiB), each booked against every
+    /// limit before it is copied, the next held back until the booking ends.
+    fn copy_paced(&self, input: &mut fs::File, output: &mut fs::File, len: u64) -> io::Result<u64> {
+        let moved = &self.meter.bytes_done;
+        let Some(rate) = self.pace.rate() else {
+            return copy_contents(input, output, len, moved);
+        };
+        let piece = (rate.bytes_per_second() / 10).clamp(1, 1 << 20);
+        let mut copied = 0;
+        while copied < len {
+            let want = (len - copied).min(piece);
+            let until = Instant::now() + self.pace.reserve(want);
+            let count = copy_contents(input, output, want, moved)?;
+            copied += count;
+            if count < want {
+                break;
+            }
+            self.hold_until(until)?;
+        }
+        Ok(copied)
+    }
+
+    /// Sleeps until `until`, in short naps that notice a cancel or a watchdog that gave up.
+    fn hold_until(&self, until: Instant) -> io::Result<()> {
+        loop {
+            if self.abandoned() || crate::cancel::check().is_err() {
+                return Err(io::Error::other("the copy was stopped"));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 }
 
@@ -395,6 +442,7 @@ impl Peer for LocalPeer {
             meter: self.options.meter.clone().unwrap_or_default(),
             hashed: AtomicU64::new(0),
             state: AtomicU8::new(WORKING),
+            pace: self.options.pace.clone(),
         };
         let limits = self.options.limits();
         if self.options.dry_run || limits == Limits::default() {

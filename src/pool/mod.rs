@@ -227,6 +227,8 @@ impl Run<'_> {
         } else {
             PeerStatus::Completed
         };
+        let bytes = peers.iter().map(|peer| peer.bytes).sum();
+        let seconds = clock.elapsed().as_secs_f64();
         JobReport {
             started: timestamp(started),
             finished: timestamp(SystemTime::now()),
@@ -240,8 +242,18 @@ impl Run<'_> {
             status_word: status.word(),
             exit_code: if failed || canceled { EXIT_FAILED } else { 0 },
             files: peers.iter().map(|peer| peer.files).sum(),
-            bytes: peers.iter().map(|peer| peer.bytes).sum(),
-            seconds: clock.elapsed().as_secs_f64(),
+            bytes,
+            seconds,
+            bytes_per_second: if self.settings.dry_run {
+                0.0
+            } else {
+                crate::report::per_second(bytes, seconds)
+            },
+            bwlimit_bytes_per_second: self
+                .settings
+                .bwlimit
+                .as_ref()
+                .map(|limiter| limiter.rate().bytes_per_second()),
             peers,
         }
     }

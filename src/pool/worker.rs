@@ -29,7 +29,8 @@ impl Run<'_> {
                 .zip(&meters)
                 .map(|(peer, meter)| (peer.name.clone(), Arc::clone(meter)))
                 .collect();
-            progress::Display::start(named, Arc::clone(&done))
+            let limit = self.settings.bwlimit.as_ref().map(|limiter| limiter.rate());
+            progress::Display::start(named, Arc::clone(&done), limit)
         });
         let results: Mutex<Vec<Option<PeerResult>>> = Mutex::new(vec![None; peers.len()]);
         std::thread::scope(|scope| {
@@ -122,7 +123,11 @@ impl Run<'_> {
                 result.message = Some(message);
             }
         }
-        result.seconds = clock.elapsed().as_secs_f64();
+        result.set_seconds(clock.elapsed().as_secs_f64());
+        if self.settings.dry_run {
+            // Nothing moved.
+            result.bytes_per_second = 0.0;
+        }
         if result.outcome != PeerStatus::Skipped && result.outcome != PeerStatus::Canceled {
             vars.extend([
                 ("STATUS", result.status.to_string()),
@@ -197,15 +202,13 @@ impl Run<'_> {
                 Error::failed(format!("{cause}; peer skipped")),
             ));
         }
-        let peer = peer::build(
-            config,
-            PeerOptions {
-                deadline,
-                meter: Some(Arc::clone(meter)),
-                ..self.settings.peer_options(Instant::now())
-            },
-        )
-        .map_err(fatal)?;
+        let options = PeerOptions {
+            deadline,
+            meter: Some(Arc::clone(meter)),
+            ..self.settings.peer_options(Instant::now(), config)
+        };
+        result.bwlimit_bytes_per_second = options.pace.rate().map(|rate| rate.bytes_per_second());
+        let peer = peer::build(config, options).map_err(fatal)?;
         if config.managed {
             match peer.remote() {
                 None => log::warn!(

@@ -16,6 +16,8 @@
 //! metrics_file = "/var/lib/prometheus/node-exporter/peerstage.prom"   # absolute
 //! multiplex = true                      # one ssh connection per remote peer (OpenSSH)
 //! verify = "size"                       # none, size or sha256
+//! bwlimit = "10MiB/s"                   # the whole run's rate, shared by the peers staged at
+//!                                       # once: B, kB, MB, GB, KiB, MiB, GiB (K, M, G: KiB...)
 //!
 //! [defaults]                            # for every remote peer that does not set its own
 //! rcp_command = "/usr/bin/scp -B -q -C"
@@ -38,6 +40,7 @@
 //! working_dir = "/var/tmp/peerstage"    # remote only; and the rest:
 //! # remote_user, local_user, rcp_command, rsh_command, cback_command, managed, managed_actions
 //! ignore_failures = "none"              # none | all | daily | weekly
+//! bwlimit = "2MiB/s"                    # this peer's own rate (the run's applies too)
 //! ```
 //!
 //! Remote-only settings are refused on local peers rather than ignored: a local peer is copied
@@ -54,6 +57,7 @@ use toml::Spanned;
 use super::model::{Config, HookConfig, IgnoreFailure, PeerConfig, PeerKind, Weekday};
 use super::rules::{check_action, check_command, check_user, one_line, validate, Place};
 use crate::error::{Error, Result};
+use crate::rate::Rate;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +76,7 @@ struct RawFile {
     metrics_file: Option<Spanned<String>>,
     multiplex: Option<bool>,
     verify: Option<Spanned<String>>,
+    bwlimit: Option<Spanned<String>>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -120,6 +125,7 @@ struct RawPeer {
     ignore_failures: Option<Spanned<String>>,
     managed: Option<Spanned<bool>>,
     managed_actions: Option<Spanned<Vec<Spanned<String>>>>,
+    bwlimit: Option<Spanned<String>>,
 }
 
 impl RawPeer {
@@ -190,6 +196,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     };
     let max_entries = positive(&raw.max_entries)
         .map_err(|(span, problem)| fail(span, format!("max_entries {problem}")))?;
+    let bwlimit = rate(&raw.bwlimit).map_err(|(span, problem)| fail(span, problem))?;
     let verify = match &raw.verify {
         None => None,
         Some(mode) => Some(
@@ -257,7 +264,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         run_end: strings(&raw.hooks.run_end),
     };
     let config = Config {
-        bwlimit: None,
+        bwlimit,
         source: path.to_path_buf(),
         staging_dir: PathBuf::from(raw.staging_dir.get_ref()),
         working_dir: raw
@@ -372,6 +379,10 @@ fn build_peer(peer: &RawPeer, raw: &RawFile) -> std::result::Result<(PeerConfig,
                 )
             })?;
     }
+    config.bwlimit = rate(&peer.bwlimit)?;
+    if let Some(limit) = &peer.bwlimit {
+        spans.insert("bwlimit", limit.span());
+    }
     if kind == PeerKind::Local {
         if let Some((field, Some(span))) = peer
             .remote_only()
@@ -450,6 +461,18 @@ fn build_peer(peer: &RawPeer, raw: &RawFile) -> std::result::Result<(PeerConfig,
 
 fn strings(list: &[Spanned<String>]) -> Vec<String> {
     list.iter().map(|item| item.get_ref().clone()).collect()
+}
+
+/// A `bwlimit`, read as `Rate` reads it.
+fn rate(value: &Option<Spanned<String>>) -> std::result::Result<Option<Rate>, Problem> {
+    match value {
+        None => Ok(None),
+        Some(text) => text
+            .get_ref()
+            .parse::<Rate>()
+            .map(Some)
+            .map_err(|problem| (text.span(), format!("bwlimit: {problem}"))),
+    }
 }
 
 fn positive<T: TryFrom<i64>>(

@@ -218,7 +218,7 @@ fn toml_errors_name_the_peer_and_key() {
     );
     assert_eq!(
         parse_err(&format!("{peer}[peer.extra]\n")),
-        "config /etc/peerstage.toml line 6: peer \"x\": unknown field `extra`, expected one of `name`, `type`, `collect_dir`, `working_dir`, `remote_user`, `local_user`, `rcp_command`, `rsh_command`, `cback_command`, `ignore_failures`, `managed`, `managed_actions`"
+        "config /etc/peerstage.toml line 6: peer \"x\": unknown field `extra`, expected one of `name`, `type`, `collect_dir`, `working_dir`, `remote_user`, `local_user`, `rcp_command`, `rsh_command`, `cback_command`, `ignore_failures`, `managed`, `managed_actions`, `bwlimit`"
     );
     assert_eq!(
         parse_err(&format!("{peer}managed_actions = [\"a\",\n  3]\n")),
@@ -391,6 +391,32 @@ fn bad_top_level_values() {
         ),
         "{message}"
     );
+}
+
+#[test]
+fn bandwidth_limits_for_the_run_and_for_a_peer() {
+    let config = parse_ok(
+        "staging_dir = \"/s\"\nbwlimit = \"10MiB/s\"\n[[peer]]\nname = \"a\"\ntype = \"local\"\ncollect_dir = \"/c\"\nbwlimit = \"500 KiB/s\"\n[[peer]]\nname = \"b\"\ntype = \"remote\"\ncollect_dir = \"/c\"\n",
+    );
+    let rate = |text: &str| text.parse::<crate::rate::Rate>().ok();
+    assert_eq!(config.bwlimit, rate("10MiB/s"));
+    assert_eq!(config.peers[0].bwlimit, rate("500KiB/s"));
+    assert_eq!(config.peers[1].bwlimit, None);
+    assert_eq!(
+        parse_err("staging_dir = \"/s\"\nbwlimit = \"fast\"\n"),
+        "config /etc/peerstage.toml line 2: bwlimit: \"fast\" is not a rate: write bytes per second, like 10MiB/s, 500KiB/s or 2MB/s"
+    );
+    let message = parse_err(
+        "staging_dir = \"/s\"\n[[peer]]\nname = \"db1\"\ntype = \"remote\"\ncollect_dir = \"/c\"\nbwlimit = \"0\"\n",
+    );
+    assert!(
+        message.starts_with(
+            "config /etc/peerstage.toml line 6: peer \"db1\": bwlimit: \"0\" is not a rate"
+        ),
+        "{message}"
+    );
+    let message = parse_err("staging_dir = \"/s\"\nbwlimit = 100\n");
+    assert!(message.contains("line 2: bwlimit: "), "{message}");
 }
 
 #[test]

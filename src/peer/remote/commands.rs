@@ -103,7 +103,7 @@ pub fn copy_with_rcp(
     listing: impl FnOnce(&Link) -> Step<Option<Pending>>,
 ) -> Step<(Download, Finished)> {
     let source = download_source(link);
-    let cmd = link.wrap(rcp.arg(&source).arg(into))?;
+    let cmd = link.wrap(link.limited(rcp).arg(&source).arg(into))?;
     let copying = link.start(&cmd, 0)?;
     let listing = listing(link)?;
     let finished = link.finish(copying)?;

@@ -92,6 +92,32 @@ pub fn copy_over_sftp(rcp: &Cmd) -> Option<bool> {
         .then(|| flags.contains(&'p'))
 }
 
+/// What a bandwidth limit does to a copy through the rcp command itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcpLimit {
+    /// No limit applies.
+    None,
+    /// OpenSSH's scp: the limit goes to it as `-l` (Kbit/s).
+    Pass(u64),
+    /// The rcp command has a `-l` of its own, which is kept.
+    Own,
+    /// Not OpenSSH's scp (or not readable as its options): there is no telling how it would
+    /// take a limit.
+    Foreign,
+}
+
+/// How `rate` (the tightest limit of the copy, if any) reaches a copy through `rcp`.
+pub fn rcp_limit(rcp: &Cmd, rate: Option<crate::rate::Rate>) -> RcpLimit {
+    let Some(rate) = rate else {
+        return RcpLimit::None;
+    };
+    match scp_flags(rcp).filter(|_| is_program(rcp, "scp")) {
+        None => RcpLimit::Foreign,
+        Some(flags) if flags.contains(&'l') => RcpLimit::Own,
+        Some(_) => RcpLimit::Pass(rate.kbits()),
+    }
+}
+
 /// The protocol the rcp command's flags ask for (scp's -O or -s), if any.
 pub fn protocol_flag(rcp: &Cmd) -> Option<ScpProtocol> {
     scp_flags(rcp)?.into_iter().find_map(|flag| match flag {
@@ -207,6 +233,35 @@ mod tests {
         assert_eq!(copy_over_sftp(&cmd("/usr/bin/scp -Bqp -P 22")), Some(true));
         assert_eq!(copy_over_sftp(&cmd("/usr/bin/scp -l 800")), None);
         assert_eq!(copy_over_sftp(&cmd("/usr/bin/scp -v")), None);
+    }
+
+    #[test]
+    fn a_limit_reaches_scp_as_its_l_unless_it_has_its_own() {
+        let rate = "10MiB/s".parse().ok();
+        assert_eq!(
+            rcp_limit(&cmd("/usr/bin/scp -B -q -C"), rate),
+            RcpLimit::Pass(83886)
+        );
+        assert_eq!(rcp_limit(&cmd("scp -O -F /c"), rate), RcpLimit::Pass(83886));
+        assert_eq!(
+            rcp_limit(&cmd("/usr/bin/scp -B -l 800"), rate),
+            RcpLimit::Own
+        );
+        assert_eq!(rcp_limit(&cmd("/usr/bin/scp -Bl800"), rate), RcpLimit::Own);
+        // -F's value is not a flag.
+        assert_eq!(
+            rcp_limit(&cmd("/usr/bin/scp -F l"), rate),
+            RcpLimit::Pass(83886)
+        );
+        assert_eq!(
+            rcp_limit(&cmd("/usr/local/bin/my-rcp -P 1"), rate),
+            RcpLimit::Foreign
+        );
+        assert_eq!(
+            rcp_limit(&cmd("/usr/bin/scp host:x"), rate),
+            RcpLimit::Foreign
+        );
+        assert_eq!(rcp_limit(&cmd("/usr/bin/scp -B"), None), RcpLimit::None);
     }
 
     #[test]

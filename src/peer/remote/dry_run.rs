@@ -83,13 +83,18 @@ impl Transport for DryRun {
     fn download(&mut self, link: &Link, into: &Path) -> Step<Download> {
         let copy_over_session = self.sftp && copy_over_sftp(&link.rcp).is_some();
         if copy_over_session {
+            let paced = match link.options.pace.rate() {
+                Some(rate) => format!(", at most {rate}"),
+                None => String::new(),
+            };
             self.over_session(&format!(
-                "list {} and copy every regular file in it into {}",
+                "list {} and copy every regular file in it into {}{paced}",
                 link.collect_dir,
                 into.display()
             ));
         } else {
-            print_dry_run(link.wrap(link.rcp().arg(download_source(link)).arg(into))?);
+            let rcp = link.limited(link.rcp());
+            print_dry_run(link.wrap(rcp.arg(download_source(link)).arg(into))?);
         }
         match link.options.verify {
             Verify::None => {}

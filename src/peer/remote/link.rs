@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::config::PeerConfig;
@@ -14,7 +15,9 @@ use crate::peer::interface::PeerOptions;
 use crate::peer::staging::Listing;
 use crate::process::{Cmd, Finished, Running};
 
-use super::connection::{is_program, same_connection, ssh_for_scp, OPENSSH_OPTIONS};
+use super::connection::{
+    is_program, rcp_limit, same_connection, ssh_for_scp, RcpLimit, OPENSSH_OPTIONS,
+};
 use super::mux::is_connection_message;
 use super::shell::{self, Family, Unreadable};
 
@@ -42,6 +45,10 @@ pub struct Link {
     pub owner: Option<Ownership>,
     /// The options that route a command through the shared connection, once it is up.
     shared: Mutex<Vec<OsString>>,
+    /// What the bandwidth limit does to a copy through the rcp command.
+    limit: RcpLimit,
+    /// Whether that was said (once per peer).
+    limit_said: AtomicBool,
 }
 
 impl Link {
@@ -53,6 +60,7 @@ impl Link {
         };
         let mut rcp = command(&config.rcp_command, "rcp command")?;
         let mut rsh = command(&config.rsh_command, "rsh command")?;
+        let limit = rcp_limit(&rcp, options.pace.rate());
         let ssh = ssh_for_scp(&rcp);
         let rsh_shares = ssh.as_ref().is_some_and(|ssh| same_connection(ssh, &rsh));
         if is_program(&rcp, "scp") {
@@ -98,7 +106,50 @@ impl Link {
             local_user: config.local_user.clone(),
             owner,
             shared: Mutex::new(Vec::new()),
+            limit,
+            limit_said: AtomicBool::new(false),
         })
+    }
+
+    /// `rcp` for the copy itself, with the copy's bandwidth limit as scp's `-l` when the rcp
+    /// command is OpenSSH's scp. It is the tightest limit of the copy: a run's limit cannot
+    /// be shared between scp processes, so each peer's scp is held to it on its own. An rcp
+    /// command with a `-l` of its own keeps it; any other rcp command cannot be limited.
+    pub fn limited(&self, rcp: Cmd) -> Cmd {
+        let first = !self.limit_said.swap(true, Ordering::Relaxed);
+        let rate = self.options.pace.rate().map(|rate| rate.to_string());
+        let rate = rate.as_deref().unwrap_or_default();
+        let program = self.rcp.program().to_string_lossy();
+        match self.limit {
+            RcpLimit::None => rcp,
+            RcpLimit::Pass(kbits) => {
+                if first {
+                    log::info!(
+                        "peer {}: the copy through {program} is held to {rate} (-l {kbits}, in Kbit/s)",
+                        self.peer
+                    );
+                }
+                rcp.arg("-l").arg(kbits.to_string())
+            }
+            RcpLimit::Own => {
+                if first {
+                    log::info!(
+                        "peer {}: the rcp command's own -l is kept: the limit of {rate} does not apply to its copy",
+                        self.peer
+                    );
+                }
+                rcp
+            }
+            RcpLimit::Foreign => {
+                if first {
+                    log::warn!(
+                        "peer {}: the bandwidth limit of {rate} cannot be applied to rcp command {program}, which is not OpenSSH's scp: its copy is not limited",
+                        self.peer
+                    );
+                }
+                rcp
+            }
+        }
     }
 
     /// From now on, commands that can go through the shared connection do.
@@ -375,6 +426,35 @@ mod tests {
         assert_eq!(link(None, "::1").remote_path("/x"), "[::1]:/x");
         assert_eq!(link(None, "db1").destination, "db1");
         assert_eq!(link(Some("b"), "db1").destination, "b@db1");
+    }
+
+    #[test]
+    fn the_copy_through_scp_carries_the_tightest_limit_as_its_l() {
+        use crate::rate::{Limiter, Pace};
+        use std::sync::Arc;
+        let limited = |rcp: &str| {
+            let mut config = PeerConfig::new("h", crate::config::PeerKind::Remote, "/c");
+            config.rcp_command = rcp.parse().unwrap();
+            let options = PeerOptions {
+                pace: Pace::new(
+                    ["10MiB/s", "1MB/s"].map(|rate| Arc::new(Limiter::new(rate.parse().unwrap()))),
+                ),
+                ..PeerOptions::default()
+            };
+            let link = Link::new(&config, options).unwrap();
+            link.limited(link.rcp()).to_string()
+        };
+        assert!(
+            limited("/usr/bin/scp -B -q").ends_with(" -l 8000"),
+            "{}",
+            limited("/usr/bin/scp -B -q")
+        );
+        let own = limited("/usr/bin/scp -B -l 800");
+        assert!(own.contains(" -l 800 ") && !own.contains("8000"), "{own}");
+        assert!(!limited("/bin/sh -c true").contains("-l"));
+        // Without a limit, scp is run as configured.
+        let link = link(None, "db1");
+        assert_eq!(link.limited(link.rcp()).to_string(), link.rcp().to_string());
     }
 
     #[test]
