@@ -244,6 +244,23 @@ impl DirFd {
         Ok(File::from(fd))
     }
 
+    /// Opens `name`, a file an earlier attempt created here, to write more of it; a
+    /// symlink is refused, and the file is not truncated.
+    pub fn open_to_continue(&self, name: &OsStr) -> io::Result<File> {
+        let flags = OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd =
+            nix::fcntl::openat(&self.fd, name, flags, Mode::empty()).map_err(io::Error::from)?;
+        Ok(File::from(fd))
+    }
+
+    /// Removes the file `name` if it is there (a symlink itself, not what it names).
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        match nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The type of `name` itself (a symlink is reported as one), for file systems whose
     /// directory entries do not carry it.
     pub fn entry_kind(&self, name: &OsStr) -> io::Result<EntryKind> {

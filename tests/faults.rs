@@ -851,9 +851,12 @@ fn a_stage_killed_with_sigkill_leaves_nothing_partial_and_the_rerun_finishes_it(
         ..
     } = kill_a_stage_mid_copy(&fx);
 
-    // Its temp dir may remain, but nothing under a final name is partial.
+    // Its temp dir, or the dir it keeps what arrived in to resume from, may remain, but
+    // nothing under a final name is partial.
     for name in entries(&target) {
-        if name.as_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+        if name.as_bytes().starts_with(TEMP_PREFIX.as_bytes())
+            || name.as_bytes().starts_with(b".peerstage-partial-")
+        {
             continue;
         }
         let data = fs::read(target.join(&name)).expect("read");

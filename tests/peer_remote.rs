@@ -199,8 +199,9 @@ fn set_times(path: &Path, time: std::time::SystemTime) {
         .unwrap();
 }
 
-/// Ctrl-C in the middle of a copy over the SFTP session: the session's ssh is ended, the
-/// partial copy removed, nothing staged, and the one error line says it was canceled.
+/// Ctrl-C in the middle of a copy over the SFTP session: the session's ssh is ended, nothing
+/// staged (what arrived is kept in a private dir, for the next attempt to resume from), and
+/// the one error line says it was canceled.
 #[test]
 fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
     let r = remote();
@@ -219,7 +220,7 @@ fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let arriving = || {
         list_dir(&r.target).iter().any(|dir| {
-            fs::metadata(r.target.join(dir).join("b-big.tar")).is_ok_and(|m| m.len() > 0)
+            fs::metadata(r.target.join(dir).join("files/b-big.tar")).is_ok_and(|m| m.len() > 0)
         })
     };
     while !arriving() {
@@ -244,11 +245,12 @@ fn ctrl_c_mid_copy_stages_nothing_and_says_so() {
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("canceled by SIGINT"), "{stderr}");
     assert!(errors[0].contains(&r.host), "{stderr}");
+    let kept = list_dir(&r.target);
     assert!(
-        list_dir(&r.target).is_empty(),
-        "left in the target: {:?}",
-        list_dir(&r.target)
+        kept.len() == 1 && kept[0].starts_with(".peerstage-partial-"),
+        "left in the target: {kept:?}"
     );
+    assert_eq!(mode_of(&r.target.join(&kept[0])) & 0o777, 0o700);
     let left = processes_mentioning(&r.host);
     assert!(left.is_empty(), "still running: {left:?}");
 }
@@ -718,6 +720,10 @@ fn local_user_stage_and_check() {
     fs::remove_file(r.collect.join("cback.collect")).unwrap();
     r.stage(&["--local-user", TEST_USER])
         .expect_code(0, "stage --local-user");
+    assert_staged_exactly(&r.target, &files);
+    // Through scp itself, which writes as the local user into peerstage's private dir.
+    r.stage(&["--local-user", TEST_USER, "--no-multiplex"])
+        .expect_code(0, "stage --local-user --no-multiplex");
     assert_staged_exactly(&r.target, &files);
 
     let pattern = format!("Accepted publickey for {TEST_USER} from");

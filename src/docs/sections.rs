@@ -228,6 +228,30 @@ no set\-id files, no new namespaces), and \fBpeerstage.timer\fR, which starts it
 \fBsystemctl enable \-\-now peerstage.timer\fR. A run that fails (exit 1, 2, 69 or 75) leaves the
 service failed, for \fBsystemctl \-\-failed\fR and \fBOnFailure=\fR. \fBsystemctl stop\fR sends
 SIGTERM, which cancels the run cleanly (see SIGNALS).
+.SH RESUMING A CUT COPY
+A remote peer's files arrive over SFTP in a private directory inside the target directory,
+\fI.peerstage\-partial\-PEER\-DAY/\fR (mode 0700, owned by root or by \fB\-\-local\-user\fR;
+the files in \fIfiles/\fR, and a record in \fIlisting\fR of the size and modification
+time the peer listed for each file as its copy began). When a copy is cut on the way (the link
+lost or stalled, \fB\-\-timeout\fR, Ctrl\-C, or peerstage killed, even with SIGKILL), that
+directory stays. The next \fBstage\fR or \fBrun\fR of the same peer on the same day keeps each
+file that arrived whole and whose size and modification time on the peer are unchanged,
+continues a file cut in the middle from its length (the copy writes every file in order, so
+what is there is always the start of the peer's file), and copies the rest; \fB\-v\fR says
+when it resumes. Staging stays all or nothing: files get their final names only when every
+file is there and verified, and the directory goes with them. \fB\-\-verify sha256\fR hashes
+resumed files whole.
+.PP
+What is kept is removed, and the next attempt starts from nothing, when the copy failed for
+another reason (a full disk, verification), when the copy goes through the rcp command
+(\fB\-\-no\-multiplex\fR, an rcp command that is not OpenSSH's scp or with options only scp
+handles, or a peer without an SFTP server: scp copies every file whole), on another day (a
+run removes the kept directories of the week before from the peer's earlier daily
+directories), and when it is not a private directory of ours. A file changed on the peer
+with the same size and modification time (touched back) is not detected by the size check;
+\fB\-\-verify sha256\fR detects it. Local peers are copied whole every time. Until the peer is
+staged, a failed peer's daily directory holds this hidden directory: a store of that day
+made before the re\-run would include it.
 .SH SECURITY
 peerstage usually runs as root, and a peer may be compromised, or a local collect directory
 writable by an unprivileged user. Everything a peer sends (file names, sizes, file contents,
@@ -342,6 +366,10 @@ Stage indicator, written by peerstage when the peer's files are staged.
 .TP
 .I <staging_dir>/YYYY/MM/DD/cback.stage
 Master stage indicator, written at the end of a run.
+.TP
+.I <target_dir>/.peerstage\-partial\-PEER\-DAY/
+What a cut copy of a remote peer brought, kept for the next attempt that day (see RESUMING A
+CUT COPY).
 .TP
 .I <staging_dir>/YYYY/MM/DD/peerstage\-report\-<start>.json
 Job report of each run of that day: per peer its status letter and word, files, bytes and

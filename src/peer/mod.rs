@@ -8,6 +8,7 @@ mod checks;
 mod interface;
 mod local;
 mod remote;
+mod resume;
 mod sftp;
 mod staging;
 
@@ -20,6 +21,7 @@ pub use crate::config::Verify;
 pub(crate) use checks::print_dry_run;
 pub use checks::{dry_run_lines_to_stderr, validate};
 pub use interface::{not_remote, Peer, PeerOptions, Presence, RemoteCommands, StageReport};
+pub use resume::{holds_only_kept, remove_earlier as remove_earlier_kept};
 
 use crate::config::{PeerConfig, PeerKind};
 use crate::error::{Error, Result};

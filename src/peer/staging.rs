@@ -9,43 +9,92 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_cause, write_cause, Error, Result};
+use crate::error::{io_cause, write_cause, Error, ErrorKind, Result};
 use crate::escape::Escaped;
 use crate::fsutil::{is_plain_file_name, open_nofollow, remove_debris, ScratchDir};
 use crate::ownership::{Mode, Ownership, Perms, SET_ID_BITS};
 
+use super::resume::Kept;
+
 use crate::config::Verify;
 
-/// A stage's private incoming dir (mode 0700, `.peerstage-tmp-*`), inside the target dir so
-/// that each file is renamed into place whole. Removed with what is left in it when dropped.
+/// A stage's private incoming dir, inside the target dir so that each file is renamed into
+/// place whole. It outlives a failed attempt: what arrived is kept for the next attempt at
+/// the same peer on the same day (see `resume`), and removed once staged.
 pub struct Incoming {
     target_dir: PathBuf,
-    scratch: ScratchDir,
+    kept: Kept,
+    /// The copy resumes from what it keeps (SFTP); a copy that copies every file whole
+    /// keeps nothing worth keeping.
+    resumable: bool,
     /// The target dir holds something else already (a directory could be in a file's way).
     crowded: bool,
 }
 
 impl Incoming {
-    /// Removes what a killed run left in the target dir, then creates the incoming dir,
-    /// handed to `owner` (the local user the copy runs as) when there is one.
-    pub fn create(target_dir: &Path, owner: Option<Ownership>) -> Result<Incoming> {
+    /// Removes what a killed run left in the target dir, then opens the kept dir of `peer`
+    /// on `day` (made if need be), its files handed to `owner` (the local user the copy runs
+    /// as) when there is one.
+    pub fn create(
+        target_dir: &Path,
+        owner: Option<Ownership>,
+        peer: &str,
+        day: &str,
+    ) -> Result<Incoming> {
         let crowded = remove_debris(target_dir);
-        let scratch = scratch_dir(target_dir, owner)?;
+        let kept = Kept::open(target_dir, peer, day, owner).map_err(|err| {
+            Error::failed(format!(
+                "{}: cannot keep a dir for the copy: {}",
+                target_dir.display(),
+                write_cause(&err)
+            ))
+        })?;
         Ok(Incoming {
             target_dir: target_dir.to_path_buf(),
-            scratch,
+            kept,
+            resumable: false,
             crowded,
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.scratch.path()
+        self.kept.files()
     }
 
-    /// Starts again in a clean incoming dir (after a copy cut off mid-way).
-    pub fn renew(&mut self, owner: Option<Ownership>) -> Result<()> {
-        self.scratch = scratch_dir(&self.target_dir, owner)?;
-        Ok(())
+    /// What an earlier attempt left, to resume from.
+    pub fn kept(&self) -> &Kept {
+        &self.kept
+    }
+
+    /// Starts again from an empty dir (after a copy cut off mid-way, or before a copy that
+    /// copies every file whole).
+    pub fn renew(&mut self) -> Result<()> {
+        self.kept.clear().map_err(|err| {
+            Error::failed(format!(
+                "{}: {}",
+                self.kept.files().display(),
+                io_cause(&err)
+            ))
+        })
+    }
+
+    pub fn set_resumable(&mut self, resumable: bool) {
+        self.resumable = resumable;
+    }
+
+    /// Whether what arrived before `err` stopped the copy is kept for the next attempt: when
+    /// the copy resumes and was cut on the way (the link lost or stalled, a timeout, a
+    /// cancel; a kill -9 keeps it anyway), and something arrived. A copy that failed
+    /// otherwise (a full disk, a file that failed verification) starts from nothing again.
+    pub fn worth_keeping(&self, err: &Error) -> bool {
+        self.resumable
+            && matches!(err.kind, ErrorKind::Unreachable | ErrorKind::Canceled)
+            && fs::read_dir(self.path()).is_ok_and(|mut entries| entries.next().is_some())
+    }
+
+    /// Gives up what arrived: it is not kept for another attempt.
+    pub fn discard(self) {
+        self.kept.discard();
     }
 
     fn error(&self, path: &Path, cause: impl std::fmt::Display) -> Error {
@@ -90,7 +139,9 @@ impl Incoming {
 
     /// Moves every file to its final name in the target dir.
     pub fn commit(self) -> Result<()> {
-        commit_incoming(self.path(), &self.target_dir)
+        commit_incoming(self.path(), &self.target_dir)?;
+        self.discard();
+        Ok(())
     }
 }
 

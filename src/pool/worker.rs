@@ -247,8 +247,17 @@ impl Run<'_> {
                 ))
             }
         }
+        if !self.settings.dry_run {
+            crate::peer::remove_earlier_kept(
+                &self.config.staging_dir,
+                &config.name,
+                self.options.date,
+            );
+        }
         match self.make_dir(target_dir) {
             Ok(true) => {}
+            // What a cut copy kept there is resumed, not in the way.
+            Ok(false) if crate::peer::holds_only_kept(target_dir) => {}
             Ok(false) => log::warn!(
                 "peer {}: staging dir {} already exists",
                 config.name,

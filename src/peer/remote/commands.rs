@@ -13,6 +13,7 @@ use std::path::Path;
 
 use crate::error::{io_cause, write_cause, Error};
 use crate::peer::interface::Presence;
+use crate::peer::resume::Kept;
 use crate::peer::staging::{scratch_dir, Listing};
 use crate::process::{Cmd, Finished};
 
@@ -193,7 +194,7 @@ impl Transport for CommandTransport {
         }
     }
 
-    fn download(&mut self, link: &Link, into: &Path) -> Step<Download> {
+    fn download(&mut self, link: &Link, into: &Path, _kept: Option<&Kept>) -> Step<Download> {
         loop {
             let rcp = self.rcp(link);
             let (download, finished) = copy_with_rcp(link, rcp, into, |link| self.listing(link))?;

@@ -15,6 +15,7 @@ use super::connection::copy_over_sftp;
 use super::link::Link;
 use super::mux::{control_options, session_command};
 use super::transport::{Download, Step, Transport};
+use crate::peer::resume::Kept;
 
 pub struct DryRun {
     /// The steps would be SFTP requests on the shared connection's session.
@@ -80,7 +81,7 @@ impl Transport for DryRun {
         Ok(Presence::Present)
     }
 
-    fn download(&mut self, link: &Link, into: &Path) -> Step<Download> {
+    fn download(&mut self, link: &Link, into: &Path, _kept: Option<&Kept>) -> Step<Download> {
         let copy_over_session = self.sftp && copy_over_sftp(&link.rcp).is_some();
         if copy_over_session {
             let paced = match link.options.pace.rate() {

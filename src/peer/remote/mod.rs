@@ -127,6 +127,57 @@ impl RemotePeer {
         }
     }
 
+    /// The pipeline: the download into `incoming`, the arrivals given their owner and mode,
+    /// checked against the peer's listing; committed by the caller.
+    fn stage_into(&self, incoming: &mut Incoming, perms: &Perms) -> Result<StageReport> {
+        let link = &self.link;
+        let download = self.step(|transport, again| {
+            let resumes = !again && transport.resumes(link);
+            incoming.set_resumable(resumes);
+            if !resumes {
+                // A copy cut off mid-way, or one that copies every file whole, starts in a
+                // clean dir.
+                incoming.renew()?;
+            } else if incoming.kept().resumes() {
+                log::info!(
+                    "peer {}: resuming from what an earlier attempt copied",
+                    link.peer
+                );
+            }
+            transport.download(
+                link,
+                incoming.path(),
+                Some(incoming.kept()).filter(|_| resumes),
+            )
+        })?;
+        for entry in &download.skipped {
+            log::warn!("peer {}: skipped {entry}", link.peer);
+        }
+        let arrivals = incoming.settle(perms)?;
+        if arrivals.is_empty() {
+            return Err(Error::failed(format!(
+                "{}; nothing staged",
+                download.none_arrived
+            )));
+        }
+        let listing = match download.listing {
+            None => None,
+            Some(Pending::Done(listing)) => Some(listing),
+            Some(Pending::Running(running)) => Some(link.listing(link.finish(*running)?)?),
+        };
+        let report = StageReport {
+            files: arrivals.len() as u64,
+            bytes: arrivals.iter().map(|(_, size)| size).sum(),
+            skipped: download.skipped,
+            verified: String::new(),
+            collect_indicator: arrivals
+                .iter()
+                .any(|(name, _)| name == crate::config::DEFAULT_COLLECT_INDICATOR),
+        };
+        let verified = staging::verify(incoming.path(), arrivals, listing, link.options.verify)?;
+        Ok(StageReport { verified, ..report })
+    }
+
     /// `--dry-run`'s stage: the transport's lines, between those of the pipeline.
     fn dry_stage(&self, target_dir: &Path) -> Result<StageReport> {
         let incoming = target_dir.join(format!(
@@ -138,7 +189,7 @@ impl RemotePeer {
             "mkdir -m 0700 -- {}",
             quote_os(incoming.as_os_str())
         ));
-        self.step(|transport, _| transport.download(&self.link, &incoming))?;
+        self.step(|transport, _| transport.download(&self.link, &incoming, None))?;
         print_dry_run(format_args!(
             "# then each file that arrived in {} is given its owner and mode, checked, and renamed into {}",
             incoming.display(),
@@ -203,41 +254,28 @@ impl Peer for RemotePeer {
         }
         // Files land in a private dir inside the target dir first: on the same file system, so
         // that each one is renamed into place whole, and only if the copy as a whole worked.
-        let mut incoming = Incoming::create(target_dir, link.owner)?;
-        let download = self.step(|transport, again| {
-            if again {
-                // A copy cut off mid-way starts again in a clean dir.
-                incoming.renew(link.owner)?;
+        // What a copy cut on the way brought is kept for the next attempt of the day (see
+        // `resume`); what failed otherwise is not worth keeping.
+        let day = crate::date::Date::today().to_string();
+        let mut incoming = Incoming::create(target_dir, link.owner, &link.peer, &day)?;
+        match self.stage_into(&mut incoming, perms) {
+            Ok(report) => {
+                incoming.commit()?;
+                Ok(report)
             }
-            transport.download(link, incoming.path())
-        })?;
-        for entry in &download.skipped {
-            log::warn!("peer {}: skipped {entry}", link.peer);
+            Err(err) => {
+                if incoming.worth_keeping(&err) {
+                    log::info!(
+                        "peer {}: what arrived is kept in {} for the next attempt",
+                        link.peer,
+                        incoming.path().display()
+                    );
+                } else {
+                    incoming.discard();
+                }
+                Err(err)
+            }
         }
-        let arrivals = incoming.settle(perms)?;
-        if arrivals.is_empty() {
-            return Err(Error::failed(format!(
-                "{}; nothing staged",
-                download.none_arrived
-            )));
-        }
-        let listing = match download.listing {
-            None => None,
-            Some(Pending::Done(listing)) => Some(listing),
-            Some(Pending::Running(running)) => Some(link.listing(link.finish(*running)?)?),
-        };
-        let report = StageReport {
-            files: arrivals.len() as u64,
-            bytes: arrivals.iter().map(|(_, size)| size).sum(),
-            skipped: download.skipped,
-            verified: String::new(),
-            collect_indicator: arrivals
-                .iter()
-                .any(|(name, _)| name == crate::config::DEFAULT_COLLECT_INDICATOR),
-        };
-        let verified = staging::verify(incoming.path(), arrivals, listing, link.options.verify)?;
-        incoming.commit()?;
-        Ok(StageReport { verified, ..report })
     }
 
     fn indicator(&self, indicator: &str) -> Result<Presence> {

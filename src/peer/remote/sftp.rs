@@ -15,6 +15,7 @@ use super::commands::{copy_failure, copy_with_rcp, download_source};
 use super::connection::copy_over_sftp;
 use super::link::Link;
 use super::transport::{Download, Pending, Step, StepError, Transport};
+use crate::peer::resume::Kept;
 
 pub struct SftpTransport {
     /// None once the session has ended: every step after that runs elsewhere.
@@ -97,7 +98,7 @@ impl Transport for SftpTransport {
         }
     }
 
-    fn download(&mut self, link: &Link, into: &Path) -> Step<Download> {
+    fn download(&mut self, link: &Link, into: &Path, kept: Option<&Kept>) -> Step<Download> {
         let Some(preserve) = copy_over_sftp(&link.rcp) else {
             // scp does the copy over the shared connection; the listing is an SFTP request
             // while the files travel.
@@ -129,6 +130,7 @@ impl Transport for SftpTransport {
             owner: link.owner,
             meter: link.options.meter.as_deref(),
             pace: &link.options.pace,
+            kept,
         };
         log::info!(
             "peer {}: sftp: copy {}/* into {}",
@@ -147,6 +149,17 @@ impl Transport for SftpTransport {
             }
         };
         let Downloaded { files, skipped } = downloaded;
+        if let Some(kept) = kept {
+            // What an earlier attempt copied and the peer no longer lists is not staged.
+            kept.prune(files.iter().map(|(name, _)| name.as_os_str()))
+                .map_err(|err| {
+                    Error::failed(format!(
+                        "{}: {}",
+                        into.display(),
+                        crate::error::io_cause(&err)
+                    ))
+                })?;
+        }
         let listing = match (link.options.verify, hashing) {
             (Verify::None, _) => None,
             (_, Some(running)) => Some(Pending::Running(Box::new(running))),
@@ -162,6 +175,10 @@ impl Transport for SftpTransport {
             skipped,
             none_arrived: format!("no regular file in collect dir {}", link.collect_dir),
         })
+    }
+
+    fn resumes(&self, link: &Link) -> bool {
+        self.session.is_some() && copy_over_sftp(&link.rcp).is_some()
     }
 
     fn push_empty(&mut self, link: &Link, name: &str) -> Step<()> {

@@ -11,6 +11,7 @@ use crate::peer::staging::Listing;
 use crate::process::Running;
 
 use super::link::Link;
+use crate::peer::resume::Kept;
 
 /// What a download brought into the incoming dir, and what to check it against.
 pub struct Download {
@@ -52,8 +53,15 @@ pub trait Transport: Send {
     fn probe(&mut self, link: &Link, name: &str) -> Step<Presence>;
 
     /// Copies every regular file of the collect dir (what scp's `dir/*` copies) into the
-    /// empty private dir `into`.
-    fn download(&mut self, link: &Link, into: &Path) -> Step<Download>;
+    /// private dir `into`, which is empty unless `resumes` (then `kept` says what of it an
+    /// earlier attempt left there).
+    fn download(&mut self, link: &Link, into: &Path, kept: Option<&Kept>) -> Step<Download>;
+
+    /// Whether `download` resumes from what an earlier attempt kept; a transport that copies
+    /// every file whole gets an empty dir.
+    fn resumes(&self, _link: &Link) -> bool {
+        false
+    }
 
     /// Writes the empty file `name` into the collect dir, and makes sure it is there.
     fn push_empty(&mut self, link: &Link, name: &str) -> Step<()>;

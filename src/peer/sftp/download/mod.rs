@@ -9,21 +9,27 @@
 //! Every file is read to the size the listing gave and no further: one read of a byte past
 //! that must say EOF, so a file that grows (or a peer that sends without end) is found out
 //! without a byte of it written, and one that ends early is found out too.
+//!
+//! A bandwidth limit paces the reads (`Plan::pace`); what an earlier, cut attempt kept is
+//! resumed (`Plan::kept`): a file still as listed then is not read again, a partial one is
+//! read from its length on. How each file is opened, written and closed is in `file`.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::time::Instant;
+
+mod file;
 
 use super::listing::Listing;
 use super::packet::{self, bytes_body, handle_answer, open_body, read_body, Answer, Attrs, Kind};
 use super::{Session, SftpError};
 use crate::fsutil::{is_plain_file_name, DirFd};
 use crate::ownership::Ownership;
+use crate::peer::resume::{Kept, State};
 use crate::progress::Meter;
 use crate::rate::Pace;
+use file::Entry;
 
 /// The size of each read: what every server answers whole.
 const READ_CHUNK: u32 = 32 * 1024;
@@ -53,6 +59,9 @@ pub struct Plan<'a> {
     pub meter: Option<&'a Meter>,
     /// The bandwidth limits the reads are paced to.
     pub pace: &'a Pace,
+    /// What an earlier attempt left in `into`, to resume from; what this one begins is
+    /// recorded there.
+    pub kept: Option<&'a Kept>,
 }
 
 /// What came.
@@ -100,24 +109,6 @@ enum Request {
     Close,
 }
 
-/// A regular file of the listing, on its way.
-struct Entry {
-    name: Vec<u8>,
-    attrs: Attrs,
-    size: u64,
-    handle: Option<Vec<u8>>,
-    local: Option<File>,
-    /// The next offset to ask for.
-    next: u64,
-    past_end_asked: bool,
-    past_end_answered: bool,
-    reads_out: u32,
-    /// Parts that came back short, to ask for again.
-    gaps: Vec<(u64, u32)>,
-    /// In the queue of files with reads to send.
-    queued: bool,
-}
-
 struct Copy<'a, 'p> {
     session: &'a mut Session,
     plan: &'a Plan<'p>,
@@ -128,6 +119,8 @@ struct Copy<'a, 'p> {
     open_files: usize,
     max_open: usize,
     bytes_out: u64,
+    /// Bytes held in `early` answers, counted in the window with those in flight.
+    held: u64,
     readdirs_out: usize,
     listing: Listing,
     dir_handle: Vec<u8>,
@@ -188,6 +181,7 @@ pub fn download(session: &mut Session, plan: &Plan) -> Answer<Result<Downloaded,
         open_files: 0,
         max_open,
         bytes_out: 0,
+        held: 0,
         readdirs_out: 0,
         listing: Listing::new(plan.max_entries),
         dir_handle,
@@ -292,7 +286,7 @@ impl Copy<'_, '_> {
             self.send(packet::OPEN, &body, Request::Open(index));
             self.open_files += 1;
         }
-        while self.bytes_out < WINDOW {
+        while self.bytes_out + self.held < WINDOW {
             if self.paced() {
                 break;
             }
@@ -461,13 +455,27 @@ impl Copy<'_, '_> {
                 error: SftpError::Protocol("listed without a size".to_string()),
             });
         };
+        let state = self.plan.kept.map_or(State::Fresh, |kept| {
+            let mtime = attrs.times.map(|(_, mtime)| mtime);
+            kept.state(OsStr::from_bytes(&name), size, mtime)
+        });
+        let from = match state {
+            State::Whole => return self.kept_whole(name, size),
+            State::From(length) => length,
+            State::Fresh => 0,
+        };
+        if let (Some(meter), true) = (self.plan.meter, from > 0) {
+            meter.moved(from);
+        }
         self.entries.push(Entry {
             name,
             attrs,
             size,
             handle: None,
             local: None,
-            next: 0,
+            next: from,
+            written: from,
+            early: Default::default(),
             past_end_asked: false,
             past_end_answered: false,
             reads_out: 0,
@@ -478,190 +486,5 @@ impl Copy<'_, '_> {
             meter.listed(size);
         }
         self.to_open.push_back(self.entries.len() - 1);
-    }
-
-    /// A file is open on the peer: create it here (the source's mode less the umask, as
-    /// scp creates it) and start reading.
-    fn opened(&mut self, index: usize, kind: u8, body: &[u8]) -> Answer<()> {
-        let handle = match handle_answer(kind, body) {
-            Ok(handle) => handle,
-            Err(err @ SftpError::Status { .. }) => {
-                self.open_files -= 1;
-                let path = self.path(&self.entries[index].name);
-                self.fail(Failure::Refused { path, error: err });
-                return Ok(());
-            }
-            Err(err) => return Err(err),
-        };
-        if self.failure.is_some() {
-            self.close_file(index, handle);
-            return Ok(());
-        }
-        let entry = &self.entries[index];
-        let name = OsStr::from_bytes(&entry.name).to_os_string();
-        let mode = entry.attrs.permissions.map_or(0o666, |mode| mode & 0o777);
-        let created = self.plan.into.create_file(&name, mode).and_then(|file| {
-            if let Some(owner) = self.plan.owner {
-                owner.apply(&file)?;
-            }
-            Ok(file)
-        });
-        match created {
-            Ok(file) => {
-                let entry = &mut self.entries[index];
-                entry.local = Some(file);
-                entry.handle = Some(handle);
-                entry.queued = true;
-                self.to_read.push_back(index);
-            }
-            Err(error) => {
-                self.fail(Failure::Write { name, error });
-                self.close_file(index, handle);
-            }
-        }
-        Ok(())
-    }
-
-    fn close_file(&mut self, index: usize, handle: Vec<u8>) {
-        self.open_files -= 1;
-        self.entries[index].local = None;
-        self.send(packet::CLOSE, &bytes_body(&handle), Request::Close);
-    }
-
-    fn read(
-        &mut self,
-        index: usize,
-        offset: u64,
-        length: u32,
-        kind: u8,
-        body: &[u8],
-    ) -> Answer<()> {
-        self.entries[index].reads_out -= 1;
-        let size = self.entries[index].size;
-        let failure = match kind {
-            packet::DATA => {
-                let data = packet::Reader::new(body).bytes()?;
-                if data.len() > length as usize {
-                    return Err(SftpError::Protocol("more data than asked for".to_string()));
-                }
-                if offset >= size {
-                    self.entries[index].past_end_answered = true;
-                    (!data.is_empty()).then(|| self.changed(index, None))
-                } else if data.is_empty() {
-                    Some(self.changed(index, Some(offset)))
-                } else {
-                    self.write(index, offset, length, data)
-                }
-            }
-            packet::STATUS => match packet::status(body) {
-                Err(SftpError::Status {
-                    code: packet::FX_EOF,
-                    ..
-                }) if offset >= size => {
-                    self.entries[index].past_end_answered = true;
-                    None
-                }
-                Err(SftpError::Status {
-                    code: packet::FX_EOF,
-                    ..
-                }) => Some(self.changed(index, Some(offset))),
-                Err(err @ SftpError::Status { .. }) => Some(Failure::Refused {
-                    path: self.path(&self.entries[index].name),
-                    error: err,
-                }),
-                Err(err) => return Err(err),
-                Ok(()) => return Err(packet::unexpected(kind)),
-            },
-            _ => return Err(packet::unexpected(kind)),
-        };
-        if let Some(failure) = failure {
-            self.fail(failure);
-        }
-        self.finish_if_whole(index);
-        Ok(())
-    }
-
-    fn changed(&self, index: usize, now: Option<u64>) -> Failure {
-        let entry = &self.entries[index];
-        Failure::Changed {
-            path: self.path(&entry.name),
-            listed: entry.size,
-            now,
-        }
-    }
-
-    /// Writes what came at its offset; a short answer leaves a gap to ask for again.
-    fn write(&mut self, index: usize, offset: u64, length: u32, data: &[u8]) -> Option<Failure> {
-        if self.failure.is_some() {
-            return None;
-        }
-        let entry = &mut self.entries[index];
-        if let Some(file) = &entry.local {
-            if let Err(error) = file.write_all_at(data, offset) {
-                let name = OsStr::from_bytes(&entry.name).to_os_string();
-                return Some(Failure::Write { name, error });
-            }
-        }
-        if let Some(meter) = self.plan.meter {
-            meter.moved(data.len() as u64);
-        }
-        if data.len() < length as usize {
-            let end = offset + data.len() as u64;
-            entry.gaps.push((end, length - data.len() as u32));
-            if !entry.queued {
-                entry.queued = true;
-                self.to_read.push_back(index);
-            }
-        }
-        None
-    }
-
-    /// Closes a file whose every byte is in (or, once the download has failed, whose reads
-    /// are all answered).
-    fn finish_if_whole(&mut self, index: usize) {
-        let stopping = self.failure.is_some();
-        let entry = &self.entries[index];
-        let whole = entry.reads_out == 0
-            && entry.gaps.is_empty()
-            && entry.next >= entry.size
-            && entry.past_end_answered;
-        if entry.handle.is_none() || !(whole || (stopping && entry.reads_out == 0)) {
-            return;
-        }
-        if whole && !stopping {
-            if let Err(error) = self.keep_times_and_mode(index) {
-                let name = OsStr::from_bytes(&self.entries[index].name).to_os_string();
-                self.fail(Failure::Write { name, error });
-            } else {
-                let entry = &self.entries[index];
-                self.done
-                    .files
-                    .push((OsStr::from_bytes(&entry.name).to_os_string(), entry.size));
-                if let Some(meter) = self.plan.meter {
-                    meter.file_done();
-                }
-            }
-        }
-        if let Some(handle) = self.entries[index].handle.take() {
-            self.close_file(index, handle);
-        }
-    }
-
-    /// `scp -p`: the source's mode and times.
-    fn keep_times_and_mode(&self, index: usize) -> std::io::Result<()> {
-        let entry = &self.entries[index];
-        let (Some(file), true) = (&entry.local, self.plan.preserve) else {
-            return Ok(());
-        };
-        let mode = entry.attrs.permissions.map_or(0o644, |mode| mode & 0o777);
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        if let Some((atime, mtime)) = entry.attrs.times {
-            filetime::set_file_handle_times(
-                file,
-                Some(filetime::FileTime::from_unix_time(atime.into(), 0)),
-                Some(filetime::FileTime::from_unix_time(mtime.into(), 0)),
-            )?;
-        }
-        Ok(())
     }
 }
