@@ -149,7 +149,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__action)
-            opts="-v -q -n -h -V --full --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --bwlimit --verbose --quiet --log-file --dry-run --timeout --no-multiplex --lock-dir --help --version"
+            opts="-v -q -n -h -V --full --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -205,22 +205,6 @@ _peerstage() {
                     fi
                     return 0
                     ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -241,7 +225,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__check)
-            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
+            opts="-v -q -n -h -V --indicator --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,22 +285,6 @@ _peerstage() {
                     fi
                     return 0
                     ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -337,36 +305,12 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config)
-            opts="-n -v -q -h -V --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version check show help"
+            opts="-v -q -h -V --verbose --quiet --log-file --help --version check show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -379,7 +323,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__check)
-            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version"
+            opts="-c -v -q -h -V --config --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -390,30 +334,6 @@ _peerstage() {
                     return 0
                     ;;
                 -c)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -485,7 +405,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__config__subcmd__show)
-            opts="-c -n -v -q -h -V --config --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --help --version"
+            opts="-c -v -q -h -V --config --verbose --quiet --log-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,30 +416,6 @@ _peerstage() {
                     return 0
                     ;;
                 -c)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -535,7 +431,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__exec)
-            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --idle-timeout --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --help --version"
+            opts="-v -q -n -h -V --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,26 +485,6 @@ _peerstage() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
                     fi
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-file)
@@ -809,7 +685,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__locks)
-            opts="-c -n -v -q -h -V --config --all --json --dry-run --timeout --no-multiplex --idle-timeout --max-entries --verify --bwlimit --verbose --quiet --log-file --lock-dir --help --version"
+            opts="-c -v -q -h -V --config --all --json --verbose --quiet --log-file --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -820,26 +696,6 @@ _peerstage() {
                     return 0
                     ;;
                 -c)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --idle-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -859,7 +715,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__mark)
-            opts="-v -q -n -h -V --indicator --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --max-entries --verify --bwlimit --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --lock-dir --help --version"
+            opts="-v -q -n -h -V --indicator --owner --mode --wait --collect-dir --name --host --remote-user --local-user --working-dir --rcp-command --rsh-command --cback-command --config --peer --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --lock-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -925,18 +781,6 @@ _peerstage() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
                     fi
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-file)
@@ -1140,7 +984,7 @@ _peerstage() {
             return 0
             ;;
         peerstage__subcmd__status)
-            opts="-c -v -q -n -h -V --config --only --json --max-entries --verify --bwlimit --lock-dir --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
+            opts="-c -v -q -n -h -V --config --only --json --verbose --quiet --log-file --dry-run --timeout --no-multiplex --idle-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1159,22 +1003,6 @@ _peerstage() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
                     fi
-                    return 0
-                    ;;
-                --max-entries)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --verify)
-                    COMPREPLY=($(compgen -W "none size sha256" -- "${cur}"))
-                    return 0
-                    ;;
-                --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lock-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-file)

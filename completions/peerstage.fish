@@ -37,7 +37,7 @@ complete -c peerstage -n "__fish_peerstage_needs_command" -s v -l verbose -d 'Sa
 complete -c peerstage -n "__fish_peerstage_needs_command" -s q -l quiet -d 'Say only errors'
 complete -c peerstage -n "__fish_peerstage_needs_command" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
 complete -c peerstage -n "__fish_peerstage_needs_command" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
-complete -c peerstage -n "__fish_peerstage_needs_command" -s h -l help -d 'Print help'
+complete -c peerstage -n "__fish_peerstage_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c peerstage -n "__fish_peerstage_needs_command" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_needs_command" -f -a "stage" -d 'Copy every regular file of a peer\'s collect dir into a target dir'
 complete -c peerstage -n "__fish_peerstage_needs_command" -f -a "check" -d 'Test whether a peer\'s collect indicator is there (exit 0 present, 1 absent, 69 unreachable)'
@@ -91,12 +91,6 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l rsh-comman
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l cback-command -d 'Cedar Backup command on the peer, for managed actions [default: /usr/bin/cback3]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l peer -d 'Name of the peer in --config' -r -f
-complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand check" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
@@ -120,11 +114,6 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l rsh-command
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l cback-command -d 'Cedar Backup command on the peer, for managed actions [default: /usr/bin/cback3]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l peer -d 'Name of the peer in --config' -r -f
-complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand mark" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
@@ -147,13 +136,6 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l rsh-command
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l cback-command -d 'Cedar Backup command on the peer, for managed actions [default: /usr/bin/cback3]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l peer -d 'Name of the peer in --config' -r -f
-complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand exec" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
@@ -173,12 +155,6 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l rsh-comma
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l cback-command -d 'Cedar Backup command on the peer, for managed actions [default: /usr/bin/cback3]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l config -d 'Take the peer from this config file (TOML or cback3.conf), with --peer' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l peer -d 'Name of the peer in --config' -r -f
-complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand action" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
@@ -216,12 +192,6 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand run" -s h -l help -d
 complete -c peerstage -n "__fish_peerstage_using_subcommand run" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l only -d 'Only this peer (repeatable)' -r -f
-complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
@@ -232,17 +202,7 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s n -l dry-
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s h -l help -d 'Print help'
 complete -c peerstage -n "__fish_peerstage_using_subcommand status" -s V -l version -d 'Print version'
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -s q -l quiet -d 'Say only errors'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -s h -l help -d 'Print help'
@@ -251,33 +211,13 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fi
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -f -a "show" -d 'Print the effective config as native TOML that `run` accepts'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and not __fish_seen_subcommand_from check show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Say only errors'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s c -l config -d 'Config file: native TOML, or Cedar Backup\'s cback3.conf' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
-complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Say only errors'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -286,19 +226,10 @@ complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_s
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the effective config as native TOML that `run` accepts'
 complete -c peerstage -n "__fish_peerstage_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s c -l config -d 'List the locks of this config\'s pool and peers, in its lock dir [default: every lock of the lock dir]' -r -F
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l timeout -d 'Give up on a peer that takes longer than this (its commands are killed, nothing partial is kept; the peer counts as unreachable) [default: the config\'s timeout, else none]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l idle-timeout -d 'Give up on a peer (as unreachable) when a step of staging it moves no byte for this long; 0 turns the check off. Managed actions and exec are not watched [default: the config\'s idle_timeout, else 300]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l max-entries -d 'The most entries a peer\'s collect dir may list; a peer that lists more fails, and nothing of it is staged [default: the config\'s max_entries, else 100000]' -r
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l verify -d 'How staged files are checked against the peer\'s: none, size (names and sizes), or sha256 (contents too) [default: the config\'s verify, else size]' -r -f -a "none\t''
-size\t''
-sha256\t''"
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l bwlimit -d 'Hold the copy to this rate, like 10MiB/s, 500KiB/s or 2MB/s: for `stage` the peer\'s copy, for `run` all peers together (shared by those staged in parallel); a peer\'s own bwlimit in the config holds too. peerstage paces copies over SFTP and local ones; through a literal scp rcp command the limit becomes scp\'s -l [default: the config\'s bwlimit, else none]' -r
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l log-file -d 'Append timestamped log lines (info level, whatever -q says) to this file [default: the config\'s log_file, else none]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l lock-dir -d 'Directory for lock files [default: the config\'s lock_dir, else /run/peerstage as root, else $XDG_RUNTIME_DIR/peerstage or /tmp/peerstage-UID]' -r -F
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l all -d 'With --config: list every lock of its lock dir, whatever config it belongs to'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l json -d 'Print one JSON document on stdout'
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s n -l dry-run -d 'Print every command line and file operation instead of carrying it out; change nothing'
-complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -l no-multiplex -d 'Open a new ssh connection for each command instead of sharing one per remote peer, and run the rcp/rsh command for the indicator probe and push, the copy and the size listing instead of SFTP requests'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s v -l verbose -d 'Say more (-v: each command run; -vv: debugging detail). RUST_LOG overrides'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s q -l quiet -d 'Say only errors'
 complete -c peerstage -n "__fish_peerstage_using_subcommand locks" -s h -l help -d 'Print help'

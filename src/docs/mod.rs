@@ -30,19 +30,34 @@ pub fn generate() -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-/// The command line without its hidden subcommands, which completions would offer otherwise.
+/// The command line as completions should offer it: no hidden subcommand, and in each
+/// subcommand only the options its help shows. clap_complete's bash generator lists hidden
+/// options too, and the shared options are accepted (hidden) everywhere, so the command is
+/// rebuilt from the built one with the hidden options left out and every option local:
+/// global ones would otherwise be propagated into each subcommand again.
 fn public_command() -> Command {
-    let cli = crate::cli::command();
-    let mut public = Command::new("peerstage")
-        .version(env!("CARGO_PKG_VERSION"))
-        .propagate_version(true);
-    for arg in cli.get_arguments() {
-        public = public.arg(arg.clone());
+    let mut cli = crate::cli::command();
+    cli.build();
+    visible_only(&cli)
+}
+
+fn visible_only(cmd: &Command) -> Command {
+    let mut public = Command::new(cmd.get_name().to_string())
+        // The built command's help and version options are among the arguments copied.
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Some(about) = cmd.get_about() {
+        public = public.about(about.clone());
+    }
+    for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
+        public = public.arg(arg.clone().global(false));
     }
     public.subcommands(
-        cli.get_subcommands()
+        cmd.get_subcommands()
             .filter(|sub| !sub.is_hide_set())
-            .cloned(),
+            .map(visible_only),
     )
 }
 
@@ -101,7 +116,7 @@ const PEER_HEADING: &str = "Peer";
 
 /// One `.TP` entry per option of a command, from its clap definition.
 fn options(out: &mut String, cmd: &Command, which: Which) {
-    for arg in cmd.get_arguments() {
+    for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
         let wanted = match which {
             Which::Own => !arg.is_global_set() && !is_peer_option(arg) && !is_shared_option(arg),
             Which::Peer => is_peer_option(arg),
@@ -276,4 +291,67 @@ fn man_page() -> String {
     options(&mut out, &cli, Which::Global);
     out.push_str(SECTIONS);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The long options bash completion offers right after `peerstage PATH...`.
+    fn bash_offers(script: &str, path: &[&str]) -> Vec<String> {
+        let label = std::iter::once("peerstage")
+            .chain(path.iter().copied())
+            .collect::<Vec<_>>()
+            .join("__subcmd__");
+        let case = script
+            .split(&format!("\n        {label})\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no case for {label} in the bash completion"));
+        let opts = case
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("opts=\""))
+            .expect("an opts line");
+        opts.trim_end_matches('"')
+            .split(' ')
+            .filter(|word| word.starts_with("--"))
+            .map(|word| word.trim_start_matches("--").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn completions_offer_what_each_subcommand_help_shows_and_no_more() {
+        let mut bash = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut public_command(), "peerstage", &mut bash);
+        let bash = String::from_utf8(bash).expect("UTF-8");
+        let mut cli = crate::cli::command();
+        cli.build();
+        let mut checked = 0;
+        let mut walk = vec![(Vec::<String>::new(), &cli)];
+        while let Some((path, cmd)) = walk.pop() {
+            for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let mut here = path.clone();
+                here.push(sub.get_name().to_string());
+                let words: Vec<&str> = here.iter().map(String::as_str).collect();
+                let offered = bash_offers(&bash, &words);
+                for arg in sub.get_arguments() {
+                    let Some(long) = arg.get_long() else { continue };
+                    let is_offered = offered.iter().any(|o| o == long);
+                    assert_eq!(
+                        is_offered,
+                        !arg.is_hide_set(),
+                        "`peerstage {} --{long}`: offered {is_offered}, hidden {}",
+                        here.join(" "),
+                        arg.is_hide_set()
+                    );
+                    checked += 1;
+                }
+                walk.push((here, sub));
+            }
+        }
+        assert!(checked > 100, "only {checked} options checked");
+        assert!(!bash.contains("generate"), "the hidden generate is offered");
+    }
 }
