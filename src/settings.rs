@@ -108,6 +108,7 @@ impl Settings {
             multiplex: self.multiplex,
             verify: self.verify,
             pace: Pace::new(self.bwlimit.iter().cloned().chain(own)),
+            day: None,
         }
     }
 }

@@ -80,9 +80,33 @@ impl Peer {
         args
     }
 
+    /// The arguments of a `run` of a pool of this one peer for `date`.
+    fn run_args(&self, date: &str, extra: &[&str]) -> Vec<String> {
+        let staging = mkdir(&self.dir.path().join("staging"));
+        let config = self.dir.path().join("pool.toml");
+        write_file(
+            &config,
+            (toml_dirs(&staging, self.dir.path(), &self.dir.path().join("locks"))
+                + &remote_peer_toml(
+                    &self.host,
+                    &self.collect,
+                    &commands_toml(&self.sshd.rcp_command(), &self.sshd.rsh_command()),
+                ))
+                .as_bytes(),
+        );
+        let mut args: Vec<String> = vec!["run".into(), "--config".into(), p(&config)];
+        args.extend(["--date".into(), date.into()]);
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args
+    }
+
     /// The dir a cut copy keeps its files in.
     fn kept(&self) -> PathBuf {
-        let kept: Vec<_> = std::fs::read_dir(&self.target)
+        self.kept_in(&self.target)
+    }
+
+    fn kept_in(&self, target: &Path) -> PathBuf {
+        let kept: Vec<_> = std::fs::read_dir(target)
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .filter(|path| {
@@ -92,21 +116,27 @@ impl Peer {
                     .starts_with(".peerstage-partial-")
             })
             .collect();
-        assert_eq!(kept.len(), 1, "one kept dir in {}", p(&self.target));
+        assert_eq!(kept.len(), 1, "one kept dir in {}", p(target));
         kept[0].join("files")
     }
 
-    /// Starts a copy held to 4 MiB/s and kills it (-9) once `at` bytes have arrived.
+    /// Starts a stage held to 4 MiB/s and kills it (-9) once `at` bytes have arrived.
     fn cut_at(&self, at: u64) -> u64 {
+        self.cut(&self.args(&["--bwlimit", "4MiB/s"]), &self.target, at)
+    }
+
+    /// Starts peerstage with `args` (a copy held to a rate) and kills it (-9) once `at` bytes
+    /// have arrived in the kept dir in `target`.
+    fn cut(&self, args: &[String], target: &Path, at: u64) -> u64 {
         let mut child: Child = peerstage()
-            .args(self.args(&["--bwlimit", "4MiB/s"]))
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let until = Instant::now() + Duration::from_secs(30);
         loop {
-            let arrived = self.arrived();
+            let arrived = arrived(target);
             if arrived >= at {
                 break;
             }
@@ -122,30 +152,13 @@ impl Peer {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        let kept = self.arrived();
+        let kept = arrived(target);
         let total = self.total();
         assert!(
             kept < total,
             "the cut came too late: {kept} of {total} bytes"
         );
         kept
-    }
-
-    /// Bytes in the kept dir, if there is one.
-    fn arrived(&self) -> u64 {
-        let Ok(entries) = std::fs::read_dir(&self.target) else {
-            return 0;
-        };
-        let mut sum = 0;
-        for entry in entries.flatten() {
-            if let Ok(files) = std::fs::read_dir(entry.path().join("files")) {
-                sum += files
-                    .flatten()
-                    .map(|file| file.metadata().map_or(0, |meta| meta.len()))
-                    .sum::<u64>();
-            }
-        }
-        sum
     }
 
     fn total(&self) -> u64 {
@@ -159,6 +172,23 @@ impl Peer {
             .map(|entry| entry.unwrap().metadata().unwrap().len())
             .sum()
     }
+}
+
+/// Bytes in the kept dir in `target`, if there is one.
+fn arrived(target: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(target) else {
+        return 0;
+    };
+    let mut sum = 0;
+    for entry in entries.flatten() {
+        if let Ok(files) = std::fs::read_dir(entry.path().join("files")) {
+            sum += files
+                .flatten()
+                .map(|file| file.metadata().map_or(0, |meta| meta.len()))
+                .sum::<u64>();
+        }
+    }
+    sum
 }
 
 fn set_mtime(path: &Path, seconds_ago: u64) {
@@ -264,4 +294,41 @@ fn sha256_verification_covers_a_resumed_file_whole() {
     );
     ps(&peer.args(&["--verify", "sha256"])).expect_code(0, "then copied whole again");
     assert_staged_exactly(&peer.target, &peer.files);
+}
+
+#[test]
+fn a_cut_run_keeps_its_copy_for_the_runs_date_and_a_rerun_for_that_date_resumes() {
+    let peer = Peer::start();
+    // Not today: a run re-done on a later day with --date must find what its cut kept.
+    let date = "2026-11-30";
+    let daily = peer.dir.path().join("staging/2026/11/30").join(&peer.host);
+    let kept = peer.cut(
+        &peer.run_args(date, &["--bwlimit", "4MiB/s"]),
+        &daily,
+        10 * MIB as u64,
+    );
+    let kept_dir = peer.kept_in(&daily);
+    assert_eq!(
+        kept_dir
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy(),
+        format!(".peerstage-partial-{}-{date}", peer.host),
+        "named for the peer and the run's date"
+    );
+
+    let before = peer.served();
+    let out = ps(&peer.run_args(date, &["-v"]));
+    out.expect_code(0, "the re-run of that date stages");
+    out.expect_stderr_contains("resuming", "the re-run says it resumes");
+    let served = peer.served() - before;
+    let remainder = peer.total() - kept;
+    assert!(
+        served >= remainder && served <= remainder + 256 * 1024,
+        "the re-run served {served} bytes; {remainder} were left of {} ({kept} kept)",
+        peer.total()
+    );
+    assert_staged_exactly(&daily, &peer.files);
 }

@@ -234,7 +234,9 @@ A remote peer's files arrive over SFTP in a private directory inside the target 
 the files in \fIfiles/\fR, and a record in \fIlisting\fR of the size and modification
 time the peer listed for each file as its copy began). When a copy is cut on the way (the link
 lost or stalled, \fB\-\-timeout\fR, Ctrl\-C, or peerstage killed, even with SIGKILL), that
-directory stays. The next \fBstage\fR or \fBrun\fR of the same peer on the same day keeps each
+directory stays. DAY is the backup day: a run's date (\fB\-\-date\fR included, so a re\-run
+of yesterday's run resumes what it kept), or for \fBstage\fR the day it runs. The next
+\fBstage\fR or \fBrun\fR of the same peer for the same day keeps each
 file that arrived whole and whose size and modification time on the peer are unchanged,
 continues a file cut in the middle from its length (the copy writes every file in order, so
 what is there is always the start of the peer's file), and copies the rest; \fB\-v\fR says

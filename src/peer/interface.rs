@@ -29,6 +29,9 @@ pub struct PeerOptions {
     pub verify: Verify,
     /// The bandwidth limits the peer's copy is held to (its own and the run's).
     pub pace: crate::rate::Pace,
+    /// The backup day a cut copy is kept for: a run's date (`--date` included), so that a
+    /// re-run of that day resumes it whenever it runs; today when none is given (`stage`).
+    pub day: Option<crate::date::Date>,
 }
 
 impl Default for PeerOptions {
@@ -42,6 +45,7 @@ impl Default for PeerOptions {
             multiplex: true,
             verify: Verify::default(),
             pace: crate::rate::Pace::default(),
+            day: None,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! What a cut copy keeps for the next attempt at the same peer on the same day: the files
+//! What a cut copy keeps for the next attempt at the same peer for the same backup day (a
+//! run's date, or today for a stage): the files
 //! that arrived, whole or in part, and a record of the size and modification time the peer
 //! listed for each. A re-run keeps a whole file whose listing still matches, continues a
 //! partial one from its length, and copies the rest again.
 //!
 //! The kept dir is `.peerstage-partial-<peer>-<day>` in the target dir: private (0700, ours
-//! or the local user's the copy runs as, never followed through a link), with the files in `files/` and the record in `listing`.
+//! or the local user's the copy runs as, never followed through a link), with the files in
+//! `files/` and the record in `listing`.
 //! Staging stays all-or-nothing: the files move to their final names only when every one is
 //! there and verified, and the kept dir goes with them. Another day's kept dir of the same
 //! peer is stale and removed; so is one that is not what we made.

@@ -205,6 +205,7 @@ impl Run<'_> {
         let options = PeerOptions {
             deadline,
             meter: Some(Arc::clone(meter)),
+            day: Some(self.options.date),
             ..self.settings.peer_options(Instant::now(), config)
         };
         result.bwlimit_bytes_per_second = options.pace.rate().map(|rate| rate.bytes_per_second());

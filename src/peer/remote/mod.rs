@@ -256,7 +256,11 @@ impl Peer for RemotePeer {
         // that each one is renamed into place whole, and only if the copy as a whole worked.
         // What a copy cut on the way brought is kept for the next attempt of the day (see
         // `resume`); what failed otherwise is not worth keeping.
-        let day = crate::date::Date::today().to_string();
+        let day = link
+            .options
+            .day
+            .unwrap_or_else(crate::date::Date::today)
+            .to_string();
         let mut incoming = Incoming::create(target_dir, link.owner, &link.peer, &day)?;
         match self.stage_into(&mut incoming, perms) {
             Ok(report) => {
