@@ -356,11 +356,7 @@ fn every_example_command_line_parses_with_the_real_cli() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let man = std::fs::read_to_string(repo.join("man/peerstage.1")).unwrap();
     let unroff = |line: &str| line.replace("\\-", "-").replace("\\e", "\\");
-    let examples = man
-        .split(".SH EXAMPLES")
-        .nth(1)
-        .and_then(|rest| rest.split(".SH ").next())
-        .expect("an EXAMPLES section");
+    let examples = section(&man, ".SH EXAMPLES", ".SH ");
     let mut lines = Vec::new();
     let mut in_block = false;
     for line in examples.lines() {

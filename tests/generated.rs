@@ -3,6 +3,8 @@
 //! The README's promises name the tests that hold them; a test renamed or split must not
 //! leave a promise pointing at nothing.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -74,11 +76,7 @@ fn man_page_renders_without_warnings() {
 fn every_test_the_readme_names_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    let guarantees = readme
-        .split("\n## Guarantees")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("a Guarantees section in README.md");
+    let guarantees = common::section(&readme, "\n## Guarantees", "\n## ");
     let mut sources = String::new();
     for entry in std::fs::read_dir(root.join("tests")).expect("tests/") {
         let path = entry.expect("a tests/ entry").path();

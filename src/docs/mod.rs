@@ -116,7 +116,7 @@ const PEER_HEADING: &str = "Peer";
 
 /// One `.TP` entry per option of a command, from its clap definition.
 fn options(out: &mut String, cmd: &Command, which: Which) {
-    for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
+    for arg in cmd.get_arguments() {
         let wanted = match which {
             Which::Own => !arg.is_global_set() && !is_peer_option(arg) && !is_shared_option(arg),
             Which::Peer => is_peer_option(arg),

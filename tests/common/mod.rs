@@ -363,6 +363,17 @@ pub fn iec(bytes: u64) -> String {
     }
 }
 
+/// The part of a document after the heading `start` up to the next heading that begins with
+/// `next` (`.SH ` in the man page, `\n## ` in the README).
+#[track_caller]
+pub fn section<'a>(document: &'a str, start: &str, next: &str) -> &'a str {
+    document
+        .split(start)
+        .nth(1)
+        .and_then(|rest| rest.split(next).next())
+        .unwrap_or_else(|| panic!("no {start:?} section"))
+}
+
 pub fn p(path: &Path) -> String {
     path.to_str().expect("utf-8 test path").to_string()
 }
